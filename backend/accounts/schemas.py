@@ -1,0 +1,48 @@
+"""What a registration looks like on the way in and on the way out (both faces share it)."""
+
+import re
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+
+USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def _username_chars(value: str) -> str:
+    if not USERNAME_PATTERN.fullmatch(value):
+        raise ValueError("Use only letters, digits, '.', '_' and '-'")
+    return value
+
+
+Username = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=3, max_length=32),
+    AfterValidator(_username_chars),
+]
+Password = Annotated[str, Field(min_length=8, max_length=128)]
+
+
+class RegistrationIn(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"username": "ada", "email": "ada@example.com", "password": "correct horse"}
+            ]
+        }
+    )
+
+    username: Username
+    email: Annotated[EmailStr, Field(max_length=254)]
+    password: Password
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    username: str
+    email: str
+    created_at: datetime
+    email_verified_at: datetime | None

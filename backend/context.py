@@ -1,0 +1,69 @@
+"""Everything the app builds once at start-up, shared by requests and background work."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from backend.accounts.tokens import VerificationTokens
+from backend.accounts.welcome_email import KIND as WELCOME_EMAIL_KIND
+from backend.accounts.welcome_email import WelcomeEmailHandler
+from backend.db import create_engine, create_sessionmaker
+from backend.jobs.handlers import AUDIT_KIND, write_audit
+from backend.jobs.runner import JobRunner, RunnerConfig
+from backend.mail.render import EmailRenderer
+from backend.mail.sender import MailSender, SmtpSettings
+from backend.settings import Settings
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+
+
+@dataclass(frozen=True)
+class AppContext:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    tokens: VerificationTokens
+    runner: JobRunner
+
+    @classmethod
+    def build(cls, settings: Settings) -> "AppContext":
+        engine = create_engine(settings.database_url)
+        sessionmaker = create_sessionmaker(engine)
+        tokens = VerificationTokens(
+            settings.secret_key, max_age_seconds=settings.verification_max_age_seconds
+        )
+        sender = MailSender(
+            SmtpSettings(
+                server=settings.mail_server,
+                port=settings.mail_port,
+                sender=settings.mail_from,
+                sender_name=settings.mail_from_name,
+                username=settings.mail_username,
+                password=settings.mail_password,
+                starttls=settings.mail_starttls,
+                ssl_tls=settings.mail_ssl_tls,
+                timeout_seconds=settings.mail_timeout_seconds,
+            )
+        )
+        welcome = WelcomeEmailHandler(
+            sessionmaker=sessionmaker,
+            sender=sender,
+            renderer=EmailRenderer(TEMPLATES_DIR),
+            tokens=tokens,
+            app_base_url=settings.app_base_url,
+            batch_size=settings.mail_batch_size,
+        )
+        runner = JobRunner(
+            sessionmaker=sessionmaker,
+            handlers={WELCOME_EMAIL_KIND: welcome, AUDIT_KIND: write_audit},
+            config=RunnerConfig(
+                lease_seconds=settings.job_lease_seconds,
+                poll_seconds=settings.job_poll_seconds,
+                batch_size=settings.job_batch_size,
+                retry_base_seconds=settings.job_retry_base_seconds,
+                retry_cap_seconds=settings.job_retry_cap_seconds,
+                shutdown_grace_seconds=settings.job_shutdown_grace_seconds,
+            ),
+        )
+        return cls(settings, engine, sessionmaker, tokens, runner)

@@ -1,0 +1,76 @@
+"""What a job handler is, and the one handler the jobs package owns: writing audit rows.
+
+A handler takes a batch of claimed jobs of one kind and returns one outcome per job,
+in order. It performs the side effect (send the email); the runner then records the
+outcome and the outcome's audit entries in one transaction, fenced by the lease.
+Handlers for domain work (the welcome email) live with their domain and are wired
+together in `backend.main`.
+"""
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.audit.service import AuditEntry
+from backend.jobs.outbox import ClaimedJob, enqueue
+from backend.models import Job
+
+AUDIT_KIND = "audit.write"
+
+
+@dataclass(frozen=True)
+class Done:
+    """The effect happened; these audit entries are written with the job's completion."""
+
+    audit: Sequence[AuditEntry] = ()
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The effect did not happen. Retried unless permanent or out of attempts."""
+
+    error: str
+    permanent: bool = False
+    # Written once, when the runner gives up on the job.
+    audit_on_give_up: Sequence[AuditEntry] = field(default_factory=tuple)
+
+
+Outcome = Done | Failed
+
+
+class Handler(Protocol):
+    async def __call__(self, jobs: Sequence[ClaimedJob]) -> Sequence[Outcome]: ...
+
+
+def enqueue_audit(
+    session: AsyncSession,
+    *,
+    action: str,
+    user_id: uuid.UUID | None,
+    details: dict[str, Any] | None = None,
+    max_attempts: int,
+) -> Job:
+    """Record an audit entry to be written by background work, in the caller's transaction."""
+    payload = {
+        "action": action,
+        "user_id": str(user_id) if user_id else None,
+        "details": details or {},
+    }
+    return enqueue(session, kind=AUDIT_KIND, payload=payload, max_attempts=max_attempts)
+
+
+async def write_audit(jobs: Sequence[ClaimedJob]) -> Sequence[Outcome]:
+    """The row itself is written by the runner, atomically with the job's completion."""
+    return [Done(audit=[_entry(job.payload)]) for job in jobs]
+
+
+def _entry(payload: dict[str, Any]) -> AuditEntry:
+    user_id = payload.get("user_id")
+    return AuditEntry(
+        action=str(payload["action"]),
+        user_id=uuid.UUID(user_id) if user_id else None,
+        details=dict(payload.get("details") or {}),
+    )

@@ -1,0 +1,226 @@
+"""Carrying out jobs: right after a response (`run_now`) and on a timer (`start`).
+
+Both paths go through the same claim → handle → record cycle, so a job that the
+fast path could not finish (process killed, SMTP down) is finished by the timer
+here or in another process. Every unit runs in its own session and its own error
+handling: nothing a handler does can stop the jobs beside it.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from backend.audit.service import AuditEntry
+from backend.audit.service import record as record_audit
+from backend.jobs import outbox
+from backend.jobs.handlers import Done, Failed, Handler, Outcome
+from backend.jobs.outbox import ClaimedJob
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    lease_seconds: float = 60.0
+    poll_seconds: float = 2.0
+    batch_size: int = 50
+    retry_base_seconds: float = 2.0
+    retry_cap_seconds: float = 600.0
+    shutdown_grace_seconds: float = 10.0
+
+
+class JobRunner:
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        handlers: Mapping[str, Handler],
+        config: RunnerConfig,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._handlers = dict(handlers)
+        self._config = config
+        self._inflight: set[asyncio.Task[int]] = set()
+        self._poller: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+
+    # -- entry points -------------------------------------------------------------------
+
+    async def run_now(self, job_ids: Sequence[int]) -> None:
+        """BackgroundTasks entry: run these just-committed jobs. Never raises.
+
+        Shielded so that a cancelled request does not cut a job short: shutdown
+        (`stop`) decides how long in-flight work may take.
+        """
+        if not job_ids or self._stopping.is_set():
+            return
+        try:
+            await asyncio.shield(self._track(self._claim_and_run(ids=job_ids)))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("running jobs %s failed; the poller will pick them up", job_ids)
+
+    async def run_due(self) -> int:
+        """Claim and run one batch of due (or lease-expired) jobs; returns how many ran."""
+        return await self._track(self._claim_and_run(ids=None))
+
+    async def drain(self) -> int:
+        """Run batches until nothing is due (CLI, tests, benchmarks)."""
+        total = 0
+        while count := await self.run_due():
+            total += count
+        return total
+
+    def start(self) -> None:
+        """Start the recovery loop: at once (work left by a stopped server), then on a timer."""
+        self._poller = asyncio.create_task(self._poll_forever(), name="job-poller")
+
+    async def stop(self) -> None:
+        """Graceful shutdown: no new claims; running jobs get a grace period, then are
+        interrupted and released, so the next start picks them up. Nothing interrupted
+        is marked done."""
+        self._stopping.set()
+        if self._poller is not None:
+            self._poller.cancel()
+            await asyncio.gather(self._poller, return_exceptions=True)
+        if self._inflight:
+            _, pending = await asyncio.wait(
+                self._inflight, timeout=self._config.shutdown_grace_seconds
+            )
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning("interrupted %d running job batch(es) at shutdown", len(pending))
+                await asyncio.gather(*pending, return_exceptions=True)
+
+    # -- the cycle ----------------------------------------------------------------------
+
+    def _track(self, work: Awaitable[int]) -> asyncio.Task[int]:
+        task: asyncio.Task[int] = asyncio.ensure_future(work)
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+        return task
+
+    async def _poll_forever(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                ran = await self.run_due()
+            except Exception:
+                log.exception("job poll failed; retrying in %ss", self._config.poll_seconds)
+                ran = 0
+            if ran < self._config.batch_size:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self._config.poll_seconds)
+
+    async def _claim_and_run(self, *, ids: Sequence[int] | None) -> int:
+        async with self._sessionmaker() as session:
+            claimed = await outbox.claim(
+                session,
+                lease_seconds=self._config.lease_seconds,
+                limit=len(ids) if ids is not None else self._config.batch_size,
+                ids=ids,
+            )
+        if claimed:
+            await self._run_claimed(claimed)
+        return len(claimed)
+
+    async def _run_claimed(self, claimed: Sequence[ClaimedJob]) -> None:
+        heartbeat = asyncio.create_task(self._heartbeat(claimed))
+        try:
+            by_kind: dict[str, list[ClaimedJob]] = defaultdict(list)
+            for job in claimed:
+                by_kind[job.kind].append(job)
+            # Kinds run side by side: a slow SMTP server must not hold up the audit rows.
+            await asyncio.gather(*(self._run_kind(kind, jobs) for kind, jobs in by_kind.items()))
+        except asyncio.CancelledError:
+            await asyncio.shield(self._release_unfinished(claimed))
+            raise
+        finally:
+            heartbeat.cancel()
+
+    async def _run_kind(self, kind: str, jobs: list[ClaimedJob]) -> None:
+        runnable = [job for job in jobs if job.attempts <= job.max_attempts]
+        for job in jobs:
+            if job.attempts > job.max_attempts:
+                # Claimed again after its lease ran out on the last attempt (its worker died
+                # mid-run each time): stop here rather than loop forever.
+                await self._record(job, Failed(error="lease expired on the last attempt"))
+        handler = self._handlers.get(kind)
+        outcomes: Sequence[Outcome]
+        if handler is None:
+            outcomes = [Failed(error=f"no handler for job kind {kind!r}", permanent=True)] * len(
+                runnable
+            )
+        elif runnable:
+            try:
+                outcomes = await handler(runnable)
+            except Exception as exc:
+                log.exception("handler for %s raised", kind)
+                outcomes = [Failed(error=f"{type(exc).__name__}: {exc}")] * len(runnable)
+        else:
+            outcomes = []
+        for job, outcome in zip(runnable, outcomes, strict=True):
+            await self._record(job, outcome)
+
+    async def _record(self, job: ClaimedJob, outcome: Outcome) -> None:
+        """Store one job's outcome and its audit rows in one transaction. Never raises."""
+        try:
+            async with self._sessionmaker() as session, session.begin():
+                await self._record_in(session, job, outcome)
+        except Exception:
+            # The lease will run out and the job will be run again: at least once.
+            log.exception("could not record the outcome of job %s", job.id)
+
+    async def _record_in(self, session: AsyncSession, job: ClaimedJob, outcome: Outcome) -> None:
+        if isinstance(outcome, Done):
+            if await outbox.mark_succeeded(session, job):
+                await _write_audit(session, job, outcome.audit)
+            else:
+                log.warning("job %s finished after its lease was taken over", job.id)
+            return
+        gives_up = outcome.permanent or job.attempts >= job.max_attempts
+        if gives_up:
+            if await outbox.mark_failed(session, job, error=outcome.error):
+                await _write_audit(session, job, outcome.audit_on_give_up)
+                log.error("job %s (%s) failed for good: %s", job.id, job.kind, outcome.error)
+            return
+        delay = outbox.backoff_seconds(
+            job.attempts, base=self._config.retry_base_seconds, cap=self._config.retry_cap_seconds
+        )
+        await outbox.mark_for_retry(session, job, error=outcome.error, delay_seconds=delay)
+        log.warning(
+            "job %s (%s) attempt %d/%d failed, retry in %.1fs: %s",
+            *(job.id, job.kind, job.attempts, job.max_attempts, delay, outcome.error),
+        )
+
+    async def _heartbeat(self, jobs: Sequence[ClaimedJob]) -> None:
+        interval = self._config.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                async with self._sessionmaker() as session:
+                    await outbox.extend_leases(
+                        session, jobs=jobs, lease_seconds=self._config.lease_seconds
+                    )
+            except Exception:
+                log.exception("lease heartbeat failed")
+
+    async def _release_unfinished(self, jobs: Sequence[ClaimedJob]) -> None:
+        try:
+            async with self._sessionmaker() as session:
+                await outbox.release(session, jobs)
+        except Exception:
+            log.exception("could not release interrupted jobs; their leases will expire")
+
+
+async def _write_audit(
+    session: AsyncSession, job: ClaimedJob, entries: Iterable[AuditEntry]
+) -> None:
+    for entry in entries:
+        await record_audit(session, entry, job_id=job.id)

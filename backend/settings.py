@@ -1,0 +1,69 @@
+"""Application settings, read from the environment and from `.env`.
+
+Every setting has a development default so `make dev` needs no `.env`; outside
+development the defaults that would be unsafe are refused at start-up.
+"""
+
+from functools import lru_cache
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SECRET_KEY = "dev-only-secret-change-me"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/app"
+
+    mail_server: str = "127.0.0.1"
+    mail_port: int = 1025
+    mail_from: str = "welcome@example.com"
+    mail_from_name: str | None = "Welcome Desk"
+    # MailHog needs none of these; a real SMTP relay usually needs all of them.
+    mail_username: str = ""
+    mail_password: str = ""
+    mail_starttls: bool = False
+    mail_ssl_tls: bool = False
+    # Emails sent over one SMTP connection when a backlog drains.
+    mail_batch_size: int = Field(default=50, ge=1)
+    # Bounded so a hung SMTP server turns into a retry instead of a stuck job.
+    mail_timeout_seconds: int = 15
+
+    app_base_url: str = "http://localhost:8000"
+    secret_key: str = DEFAULT_SECRET_KEY
+    verification_max_age_seconds: int = 48 * 3600
+    register_rate_limit: str | None = None
+
+    # Durable background work (see README, "How background work survives failures").
+    job_lease_seconds: float = 60.0
+    job_poll_seconds: float = 2.0
+    job_batch_size: int = Field(default=50, ge=1)
+    job_max_attempts: int = Field(default=10, ge=1)
+    job_retry_base_seconds: float = 2.0
+    job_retry_cap_seconds: float = 600.0
+    job_shutdown_grace_seconds: float = 10.0
+    job_worker_enabled: bool = True
+
+    @property
+    def cookies_secure(self) -> bool:
+        return urlsplit(self.app_base_url).scheme == "https"
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_secret(self) -> "Settings":
+        if self.environment != "development" and self.secret_key in ("", DEFAULT_SECRET_KEY):
+            raise ValueError(
+                "SECRET_KEY must be set to a non-default value outside development "
+                f"(ENVIRONMENT={self.environment})"
+            )
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

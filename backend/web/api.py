@@ -1,0 +1,58 @@
+"""The JSON face: the same registration as the form, for programs."""
+
+from fastapi import APIRouter, BackgroundTasks, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from backend.accounts.schemas import RegistrationIn, UserOut
+from backend.accounts.service import DuplicateUserError, register
+from backend.web.deps import ContextDep, SessionDep
+
+router = APIRouter(prefix="/api", tags=["registration"])
+
+
+class FieldError(BaseModel):
+    loc: list[str]
+    msg: str
+    type: str
+
+
+class ConflictOut(BaseModel):
+    detail: list[FieldError]
+
+
+@router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserOut,
+    responses={status.HTTP_409_CONFLICT: {"model": ConflictOut, "description": "Taken"}},
+    summary="Register a user",
+    description=(
+        "Creates the user and queues the welcome email and the audit entry, which are sent "
+        "and written right after the response. Username and email are unique regardless of case."
+    ),
+)
+async def register_user(
+    data: RegistrationIn,
+    context: ContextDep,
+    session: SessionDep,
+    background: BackgroundTasks,
+) -> UserOut | JSONResponse:
+    try:
+        registered = await register(
+            session,
+            data=data,
+            channel="api",
+            sender_address=context.settings.mail_from,
+            max_attempts=context.settings.job_max_attempts,
+        )
+    except DuplicateUserError as exc:
+        conflict = ConflictOut(
+            detail=[
+                FieldError(loc=["body", field], msg=message, type="conflict")
+                for field, message in exc.fields.items()
+            ]
+        )
+        return JSONResponse(conflict.model_dump(), status_code=status.HTTP_409_CONFLICT)
+    background.add_task(context.runner.run_now, registered.job_ids)
+    return UserOut.model_validate(registered.user)
