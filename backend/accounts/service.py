@@ -131,6 +131,7 @@ async def verify_email(
     )
     if user is None:
         return VerificationResult(Verification.INVALID)
+    username = user.username  # read now: a rollback below expires the instance
     # Conditional update: of two clicks at once, exactly one verifies and writes the audit row.
     verified_id = await session.scalar(
         update(User)
@@ -140,7 +141,7 @@ async def verify_email(
     )
     if verified_id is None:
         await session.rollback()
-        return VerificationResult(Verification.ALREADY_VERIFIED, username=user.username)
+        return VerificationResult(Verification.ALREADY_VERIFIED, username=username)
     job = enqueue_audit(
         session,
         action="user.email_verified",
@@ -150,4 +151,4 @@ async def verify_email(
     )
     await session.flush()
     await session.commit()
-    return VerificationResult(Verification.VERIFIED, username=user.username, job_ids=(job.id,))
+    return VerificationResult(Verification.VERIFIED, username=username, job_ids=(job.id,))

@@ -1,0 +1,112 @@
+"""POST /api/register: 201 with the user, 409 on duplicates (any case), 422 on bad input."""
+
+import asyncio
+import uuid
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.helpers import PASSWORD, register_via_api, rows, user_json
+
+
+async def test_created_user_is_returned_without_secrets(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    response = await client.post("/api/register", json=user_json("Ada", "Ada@Example.COM"))
+
+    assert response.status_code == 201
+    body = response.json()
+    assert set(body) == {"id", "username", "email", "created_at", "email_verified_at"}
+    assert body["username"] == "Ada"
+    assert body["email"] == "Ada@example.com"  # the domain part is normalised
+    assert body["email_verified_at"] is None
+    assert PASSWORD not in response.text and "argon2" not in response.text
+    [stored] = await rows(engine, "SELECT * FROM users")
+    assert stored["id"] == uuid.UUID(body["id"])
+    assert stored["password_hash"].startswith("$argon2id$")
+    assert PASSWORD not in stored["password_hash"]
+
+
+@pytest.mark.parametrize(
+    ("second", "field"),
+    [
+        (user_json("ADA", "someone.else@example.com"), "username"),
+        (user_json("grace", "ADA@EXAMPLE.COM"), "email"),
+    ],
+)
+async def test_duplicates_are_409_whatever_the_case(
+    client: httpx.AsyncClient, engine: AsyncEngine, second: dict[str, str], field: str
+) -> None:
+    await register_via_api(client, "ada")
+
+    response = await client.post("/api/register", json=second)
+
+    assert response.status_code == 409
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", field]
+    assert error["type"] == "conflict"
+    assert len(await rows(engine, "SELECT id FROM users")) == 1
+
+
+async def test_both_fields_taken_are_both_reported(client: httpx.AsyncClient) -> None:
+    await register_via_api(client, "ada")
+    response = await client.post("/api/register", json=user_json("Ada", "ADA@example.com"))
+    assert response.status_code == 409
+    assert {tuple(e["loc"]) for e in response.json()["detail"]} == {
+        ("body", "username"),
+        ("body", "email"),
+    }
+
+
+async def test_racing_registrations_cannot_both_win(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    # Different case defeats nothing: the unique index on lower(username) decides.
+    responses = await asyncio.gather(
+        *(
+            client.post("/api/register", json=user_json(name, f"{i}@example.com"))
+            for i, name in enumerate(["racer", "RACER", "Racer", "rAcEr"])
+        )
+    )
+    assert sorted(r.status_code for r in responses) == [201, 409, 409, 409]
+    assert len(await rows(engine, "SELECT id FROM users")) == 1
+    # The losers left no background work behind either.
+    assert len(await rows(engine, "SELECT id FROM jobs WHERE kind = 'email.welcome'")) == 1
+
+
+@pytest.mark.parametrize(
+    ("payload", "fields"),
+    [
+        (user_json("ab"), {"username"}),
+        (user_json("x" * 33), {"username"}),
+        (user_json("bad name!", "bad@example.com"), {"username"}),
+        (user_json("ada", "not-an-email"), {"email"}),
+        ({**user_json("ada"), "password": "short"}, {"password"}),
+        ({**user_json("ada"), "password": "p" * 129}, {"password"}),
+        ({"username": "ada"}, {"email", "password"}),
+    ],
+)
+async def test_invalid_input_is_422_with_field_errors(
+    client: httpx.AsyncClient, engine: AsyncEngine, payload: dict[str, str], fields: set[str]
+) -> None:
+    response = await client.post("/api/register", json=payload)
+
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert {e["loc"][-1] for e in detail} == fields
+    assert all("input" not in e for e in detail)  # a rejected password is never echoed
+    assert await rows(engine, "SELECT id FROM users") == []
+
+
+async def test_malformed_json_is_422_not_500(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/register", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+
+
+async def test_openapi_documents_the_endpoint(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    operation = spec["paths"]["/api/register"]["post"]
+    assert {"201", "409", "422"} <= set(operation["responses"])

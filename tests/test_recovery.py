@@ -1,0 +1,41 @@
+"""Work a stopped server left unfinished is carried out when the app starts again."""
+
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from backend.accounts.schemas import RegistrationIn
+from backend.accounts.service import register
+from backend.settings import Settings
+from tests.conftest import app_client
+from tests.helpers import PASSWORD, rows
+from tests.support.mailhog import MailHog
+
+
+async def test_jobs_committed_but_never_run_are_run_at_start(
+    settings: Settings, engine: AsyncEngine, mailhog: MailHog
+) -> None:
+    # What a server killed right after its commit leaves behind: the user and the jobs,
+    # and no BackgroundTasks to run them.
+    async with async_sessionmaker(engine, expire_on_commit=False)() as session:
+        for name in ("left", "behind"):
+            await register(
+                session,
+                data=RegistrationIn(username=name, email=f"{name}@example.com", password=PASSWORD),
+                channel="api",
+                sender_address=settings.mail_from,
+                max_attempts=settings.job_max_attempts,
+            )
+    assert await mailhog.messages() == []
+
+    async with app_client(settings):
+        mails = await mailhog.wait_for(2, timeout=20)
+        for _ in range(100):
+            done = await rows(engine, "SELECT id FROM jobs WHERE status = 'succeeded'")
+            if len(done) == 4:
+                break
+            import asyncio
+
+            await asyncio.sleep(0.1)
+
+    assert sorted(m.to[0] for m in mails) == ["behind@example.com", "left@example.com"]
+    actions = await rows(engine, "SELECT action FROM audit_log ORDER BY id")
+    assert sorted(a["action"] for a in actions) == ["email.sent"] * 2 + ["user.registered"] * 2

@@ -1,0 +1,41 @@
+"""Settings: safe defaults for development, refusals outside it."""
+
+import pytest
+from pydantic import ValidationError
+
+from backend.settings import DEFAULT_SECRET_KEY, Settings
+
+
+def test_development_needs_no_configuration() -> None:
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.environment == "development"
+    assert settings.secret_key == DEFAULT_SECRET_KEY
+
+
+@pytest.mark.parametrize("environment", ["production", "test"])
+@pytest.mark.parametrize("secret", ["", DEFAULT_SECRET_KEY])
+def test_missing_or_default_secret_is_refused_outside_development(
+    environment: str, secret: str
+) -> None:
+    with pytest.raises(ValidationError, match="SECRET_KEY"):
+        Settings(_env_file=None, environment=environment, secret_key=secret)  # type: ignore[call-arg]
+
+
+def test_names_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://u@/db?host=/run/pg")
+    monkeypatch.setenv("MAIL_SERVER", "smtp.internal")
+    monkeypatch.setenv("MAIL_PORT", "2525")
+    monkeypatch.setenv("MAIL_FROM", "hello@corp.example")
+    monkeypatch.setenv("APP_BASE_URL", "https://app.example")
+    monkeypatch.setenv("SECRET_KEY", "s3cret-from-env")
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.database_url == "postgresql+asyncpg://u@/db?host=/run/pg"
+    assert (settings.mail_server, settings.mail_port) == ("smtp.internal", 2525)
+    assert settings.mail_from == "hello@corp.example"
+    assert settings.cookies_secure is True
+
+
+def test_cookies_are_not_secure_on_plain_http() -> None:
+    settings = Settings(_env_file=None, app_base_url="http://localhost:8000")  # type: ignore[call-arg]
+    assert settings.cookies_secure is False
