@@ -98,7 +98,7 @@ def make_settings(database_url: str, mail: MailEndpoints, **overrides: Any) -> S
         "job_retry_cap_seconds": 1.0,
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 @pytest.fixture

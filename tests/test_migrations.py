@@ -20,9 +20,7 @@ async def empty_database(postgres_server_url: str) -> AsyncIterator[str]:
 async def _tables(url: str) -> set[str]:
     engine = create_async_engine(url)
     try:
-        found = await rows(
-            engine, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
-        )
+        found = await rows(engine, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
     finally:
         await engine.dispose()
     return {t["tablename"] for t in found}

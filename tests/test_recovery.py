@@ -27,7 +27,7 @@ async def test_jobs_committed_but_never_run_are_run_at_start(
     assert await mailhog.messages() == []
 
     async with app_client(settings):
-        mails = await mailhog.wait_for(2, timeout=20)
+        mails = await mailhog.wait_for(2, within=20)
         for _ in range(100):
             done = await rows(engine, "SELECT id FROM jobs WHERE status = 'succeeded'")
             if len(done) == 4:

@@ -7,7 +7,7 @@ from backend.settings import DEFAULT_SECRET_KEY, Settings
 
 
 def test_development_needs_no_configuration() -> None:
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     assert settings.environment == "development"
     assert settings.secret_key == DEFAULT_SECRET_KEY
 
@@ -18,7 +18,7 @@ def test_missing_or_default_secret_is_refused_outside_development(
     environment: str, secret: str
 ) -> None:
     with pytest.raises(ValidationError, match="SECRET_KEY"):
-        Settings(_env_file=None, environment=environment, secret_key=secret)  # type: ignore[call-arg]
+        Settings(_env_file=None, environment=environment, secret_key=secret)
 
 
 def test_names_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -29,7 +29,7 @@ def test_names_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("APP_BASE_URL", "https://app.example")
     monkeypatch.setenv("SECRET_KEY", "s3cret-from-env")
     monkeypatch.setenv("ENVIRONMENT", "production")
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     assert settings.database_url == "postgresql+asyncpg://u@/db?host=/run/pg"
     assert (settings.mail_server, settings.mail_port) == ("smtp.internal", 2525)
     assert settings.mail_from == "hello@corp.example"
@@ -37,5 +37,5 @@ def test_names_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_cookies_are_not_secure_on_plain_http() -> None:
-    settings = Settings(_env_file=None, app_base_url="http://localhost:8000")  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, app_base_url="http://localhost:8000")
     assert settings.cookies_secure is False

@@ -28,9 +28,7 @@ async def test_link_from_the_email_confirms_the_address(
     assert "Email confirmed" in response.text and "Thanks, ada" in response.text
     [stored] = await rows(engine, "SELECT email_verified_at FROM users")
     assert stored["email_verified_at"] is not None
-    audit = await rows(
-        engine, "SELECT user_id FROM audit_log WHERE action = 'user.email_verified'"
-    )
+    audit = await rows(engine, "SELECT user_id FROM audit_log WHERE action = 'user.email_verified'")
     assert [str(a["user_id"]) for a in audit] == [user["id"]]
 
 

