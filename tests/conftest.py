@@ -108,7 +108,7 @@ def settings(database_url: str, mail_endpoints: MailEndpoints, clean: None) -> S
 
 @pytest.fixture
 async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The app in-process with its lifespan; a response returns once its background work ran."""
+    """The app in-process with its lifespan; responses return once their background work ran."""
     async with app_client(settings) as client:
         yield client
 
@@ -125,9 +125,16 @@ class AppClient:
     async def __aenter__(self) -> httpx.AsyncClient:
         await self._lifespan.__aenter__()
         self._client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=self.app), base_url="http://testserver"
+            transport=httpx.ASGITransport(app=self.app),
+            base_url="http://testserver",
+            event_hooks={"response": [self._background_work_done]},
         )
         return self._client
+
+    async def _background_work_done(self, response: httpx.Response) -> None:
+        # The app answers before its background work is done (as in production); tests
+        # read the outcome, so they wait for it here.
+        await self.app.state.context.runner.wait_idle()
 
     async def __aexit__(self, *exc: object) -> None:
         await self._client.aclose()

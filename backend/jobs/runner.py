@@ -52,19 +52,19 @@ class JobRunner:
     # -- entry points -------------------------------------------------------------------
 
     async def run_now(self, job_ids: Sequence[int]) -> None:
-        """BackgroundTasks entry: run these just-committed jobs. Never raises.
+        """BackgroundTasks entry: start these just-committed jobs and return at once.
 
-        Shielded so that a cancelled request does not cut a job short: shutdown
-        (`stop`) decides how long in-flight work may take.
+        The work runs in its own task rather than in the request's: a keep-alive
+        connection would otherwise wait for SMTP before serving its next request, and
+        shutdown (`stop`), not the request, decides how long running work may take.
         """
-        if not job_ids or self._stopping.is_set():
-            return
-        try:
-            await asyncio.shield(self._track(self._claim_and_run(ids=job_ids)))
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("running jobs %s failed; the poller will pick them up", job_ids)
+        if job_ids and not self._stopping.is_set():
+            self._track(self._logged(self._claim_and_run(ids=job_ids), job_ids))
+
+    async def wait_idle(self) -> None:
+        """Wait until the work started so far has finished (tests, benchmarks)."""
+        while self._inflight:
+            await asyncio.wait(list(self._inflight))
 
     async def run_due(self) -> int:
         """Claim and run one batch of due (or lease-expired) jobs; returns how many ran."""
@@ -106,6 +106,13 @@ class JobRunner:
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
         return task
+
+    async def _logged(self, work: Awaitable[int], job_ids: Sequence[int]) -> int:
+        try:
+            return await work
+        except Exception:
+            log.exception("running jobs %s failed; the poller will pick them up", job_ids)
+            return 0
 
     async def _poll_forever(self) -> None:
         while not self._stopping.is_set():
