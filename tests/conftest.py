@@ -18,6 +18,7 @@ from backend.main import create_app
 from backend.settings import Settings
 from tests.support.database import create_database, drop_database, embedded_postgres, run_alembic
 from tests.support.mailhog import MailHog
+from tests.support.smtp_proxy import SmtpProxy
 
 TEST_SECRET = "test-secret-key-not-for-production"
 
@@ -62,6 +63,13 @@ def mail_endpoints() -> Iterator[MailEndpoints]:
 
     with DevInbox(smtp_port=0, http_port=0) as inbox:
         yield MailEndpoints("127.0.0.1", inbox.smtp_port, inbox.api_url)
+
+
+@pytest.fixture
+def proxy(mail_endpoints: MailEndpoints) -> Iterator[SmtpProxy]:
+    """An SMTP proxy in front of the mail server that tests can take down or pause."""
+    with SmtpProxy(mail_endpoints.smtp_host, mail_endpoints.smtp_port) as proxy:
+        yield proxy
 
 
 @pytest.fixture(scope="session")

@@ -35,6 +35,7 @@ class SmtpProxy:
         self._call(self._cancel_all())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
+        self._loop.close()
 
     def up(self) -> None:
         """Accept (and forward) connections again."""
@@ -78,7 +79,7 @@ class SmtpProxy:
         self.connections += 1
         task = asyncio.current_task()
         assert task is not None
-        self._tasks.add(task)  # type: ignore[arg-type]
+        self._tasks.add(task)
         try:
             await self._resumed.wait()
             up_reader, up_writer = await asyncio.open_connection(*self._upstream)
@@ -86,7 +87,7 @@ class SmtpProxy:
         except (OSError, asyncio.CancelledError):
             pass
         finally:
-            self._tasks.discard(task)  # type: ignore[arg-type]
+            self._tasks.discard(task)
             writer.close()
 
 

@@ -1,0 +1,197 @@
+"""The queue's promises: claims are exclusive, leases protect live work and expire on dead
+work, the user and its jobs commit together, backoff stays in its bounds."""
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from backend.accounts.schemas import RegistrationIn
+from backend.accounts.service import register
+from backend.jobs import outbox
+from backend.jobs.handlers import AUDIT_KIND, Outcome, write_audit
+from backend.jobs.outbox import ClaimedJob
+from backend.jobs.runner import JobRunner, RunnerConfig
+from backend.settings import Settings
+from tests.durability import job_states
+from tests.helpers import PASSWORD, rows
+
+
+async def _insert_audit_jobs(engine: AsyncEngine, count: int, max_attempts: int = 5) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO jobs (kind, payload, max_attempts) "
+                "SELECT :kind, jsonb_build_object('action', 'test.job', 'details', "
+                "jsonb_build_object('n', n)), :max FROM generate_series(1, :count) AS n"
+            ),
+            {"kind": AUDIT_KIND, "count": count, "max": max_attempts},
+        )
+
+
+class CountingHandler:
+    """Writes audit rows like the real handler, and counts every execution per job."""
+
+    def __init__(self) -> None:
+        self.runs: Counter[int] = Counter()
+        self.release = asyncio.Event()
+        self.release.set()
+
+    async def __call__(self, jobs: Sequence[ClaimedJob]) -> Sequence[Outcome]:
+        self.runs.update(job.id for job in jobs)
+        await self.release.wait()
+        return await write_audit(jobs)
+
+
+@pytest.fixture
+async def worker_engines(database_url: str, clean: None) -> AsyncIterator[list[AsyncEngine]]:
+    """Two independent engines (own connection pools): two workers, as in two processes."""
+    engines = [create_async_engine(database_url) for _ in range(2)]
+    yield engines
+    for engine in engines:
+        await engine.dispose()
+
+
+def _runner(engine: AsyncEngine, handler: CountingHandler, **config: float) -> JobRunner:
+    return JobRunner(
+        sessionmaker=async_sessionmaker(engine, expire_on_commit=False),
+        handlers={AUDIT_KIND: handler},
+        config=RunnerConfig(**config),  # type: ignore[arg-type]
+    )
+
+
+async def test_two_workers_racing_for_1000_jobs_run_each_exactly_once(
+    worker_engines: list[AsyncEngine], engine: AsyncEngine
+) -> None:
+    await _insert_audit_jobs(engine, 1000)
+    handlers = [CountingHandler(), CountingHandler()]
+    runners = [_runner(e, h, batch_size=25) for e, h in zip(worker_engines, handlers, strict=True)]
+
+    drained = await asyncio.gather(*(runner.drain() for runner in runners))
+
+    runs = handlers[0].runs + handlers[1].runs
+    assert sum(drained) == 1000
+    assert len(runs) == 1000 and set(runs.values()) == {1}  # none twice, none left out
+    assert not set(handlers[0].runs) & set(handlers[1].runs)
+    assert all(count > 0 for count in drained), f"one worker did everything: {drained}"
+    assert await job_states(engine) == {"succeeded": 1000}
+    [audit] = await rows(engine, "SELECT count(*) AS n FROM audit_log")
+    assert audit["n"] == 1000
+
+
+async def test_a_live_job_is_not_stolen_while_its_worker_heartbeats(
+    worker_engines: list[AsyncEngine], engine: AsyncEngine
+) -> None:
+    await _insert_audit_jobs(engine, 1)
+    slow, other = CountingHandler(), CountingHandler()
+    slow.release.clear()
+    busy = _runner(worker_engines[0], slow, lease_seconds=0.6)
+    thief = _runner(worker_engines[1], other, lease_seconds=0.6)
+
+    working = asyncio.create_task(busy.run_due())
+    for _ in range(30):  # three times the lease: only the heartbeat keeps it
+        await asyncio.sleep(0.1)
+        assert await thief.run_due() == 0
+    slow.release.set()
+    assert await working == 1
+
+    assert dict(slow.runs) == {1: 1} and not other.runs
+    [job] = await rows(engine, "SELECT status, attempts FROM jobs")
+    assert job == {"status": "succeeded", "attempts": 1}
+
+
+async def test_a_dead_workers_job_is_taken_over_after_its_lease(
+    worker_engines: list[AsyncEngine], engine: AsyncEngine
+) -> None:
+    await _insert_audit_jobs(engine, 1)
+    # A worker claims the job and dies: nothing heartbeats, nothing finishes.
+    async with async_sessionmaker(worker_engines[0])() as session:
+        [dead_claim] = await outbox.claim(session, lease_seconds=0.5, limit=10)
+    survivor_handler = CountingHandler()
+    survivor = _runner(worker_engines[1], survivor_handler)
+
+    assert await survivor.run_due() == 0  # the lease still holds
+    await asyncio.sleep(0.6)
+    assert await survivor.run_due() == 1
+
+    [job] = await rows(engine, "SELECT status, attempts FROM jobs")
+    assert job == {"status": "succeeded", "attempts": 2}
+    # Were the first worker only slow, its late word changes nothing: the lease is fenced.
+    async with async_sessionmaker(worker_engines[0])() as session, session.begin():
+        assert await outbox.mark_succeeded(session, dead_claim) is False
+        assert await outbox.mark_for_retry(session, dead_claim, error="x", delay_seconds=0) is False
+
+
+async def test_a_job_whose_worker_dies_on_every_attempt_is_parked(
+    worker_engines: list[AsyncEngine], engine: AsyncEngine
+) -> None:
+    await _insert_audit_jobs(engine, 1, max_attempts=2)
+    for _ in range(2):  # two workers in a row die holding it
+        async with async_sessionmaker(worker_engines[0])() as session:
+            assert len(await outbox.claim(session, lease_seconds=0.2, limit=1)) == 1
+        await asyncio.sleep(0.3)
+    handler = CountingHandler()
+
+    assert await _runner(worker_engines[1], handler).run_due() == 1
+
+    assert not handler.runs
+    [job] = await rows(engine, "SELECT status, attempts, last_error FROM jobs")
+    assert job["status"] == "failed" and job["attempts"] == 3
+    assert "lease expired" in job["last_error"]
+
+
+async def test_user_and_jobs_commit_together_or_not_at_all(
+    engine: AsyncEngine, settings: Settings
+) -> None:
+    # Make the job insert fail inside the registration transaction, after the user insert.
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(
+                "CREATE FUNCTION refuse_jobs() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'jobs table unavailable'; END $$"
+            )
+        )
+        await connection.execute(
+            text("CREATE TRIGGER refuse_jobs BEFORE INSERT ON jobs EXECUTE FUNCTION refuse_jobs()")
+        )
+    try:
+        async with async_sessionmaker(engine)() as session:
+            with pytest.raises(DBAPIError, match="jobs table unavailable"):
+                await register(
+                    session,
+                    data=RegistrationIn(
+                        username="half", email="half@example.com", password=PASSWORD
+                    ),
+                    channel="api",
+                    sender_address=settings.mail_from,
+                    max_attempts=3,
+                )
+    finally:
+        async with engine.begin() as connection:
+            await connection.execute(text("DROP TRIGGER refuse_jobs ON jobs"))
+            await connection.execute(text("DROP FUNCTION refuse_jobs()"))
+
+    assert await rows(engine, "SELECT id FROM users") == []
+    assert await rows(engine, "SELECT id FROM jobs") == []
+
+
+@pytest.mark.parametrize("attempt", range(1, 15))
+def test_backoff_grows_exponentially_with_jitter_and_a_cap(attempt: int) -> None:
+    ceiling = min(600.0, 2.0 * 2 ** (attempt - 1))
+    delays = [outbox.backoff_seconds(attempt, base=2.0, cap=600.0) for _ in range(200)]
+    assert all(ceiling / 2 <= d <= ceiling for d in delays)
+    assert len(set(delays)) > 100  # jittered, not one fixed delay
+
+
+def test_first_retries_clear_a_short_outage_within_a_minute() -> None:
+    # Worst case (no jitter luck): the sum of the first five waits, with the default settings.
+    settings = Settings(_env_file=None)
+    worst = sum(
+        min(settings.job_retry_cap_seconds, settings.job_retry_base_seconds * 2 ** (n - 1))
+        for n in range(1, 6)
+    )
+    assert worst <= 62
