@@ -122,7 +122,7 @@ async def test_a_dead_workers_job_is_taken_over_after_its_lease(
     assert job == {"status": "succeeded", "attempts": 2}
     # Were the first worker only slow, its late word changes nothing: the lease is fenced.
     async with async_sessionmaker(worker_engines[0])() as session, session.begin():
-        assert await outbox.mark_succeeded(session, dead_claim) is False
+        assert await outbox.mark_succeeded(session, [dead_claim]) == set()
         assert await outbox.mark_for_retry(session, dead_claim, error="x", delay_seconds=0) is False
 
 

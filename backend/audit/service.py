@@ -5,6 +5,7 @@ Rows are written by background work. A row carries the job that wrote it, and
 """
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,10 +24,30 @@ class AuditEntry:
 
 async def record(session: AsyncSession, entry: AuditEntry, *, job_id: int | None) -> bool:
     """Insert the row unless this job already wrote it; True when a row was written."""
+    return await record_many(session, [(job_id, entry)]) == 1
+
+
+async def record_many(
+    session: AsyncSession, entries: Sequence[tuple[int | None, AuditEntry]]
+) -> int:
+    """Insert rows in one statement, skipping those their job already wrote; returns how many
+    were written."""
+    if not entries:
+        return 0
     statement = (
         insert(AuditLog)
-        .values(action=entry.action, user_id=entry.user_id, job_id=job_id, details=entry.details)
+        .values(
+            [
+                {
+                    "action": entry.action,
+                    "user_id": entry.user_id,
+                    "job_id": job_id,
+                    "details": entry.details,
+                }
+                for job_id, entry in entries
+            ]
+        )
         .on_conflict_do_nothing(constraint="uq_audit_log_job_id_action")
         .returning(AuditLog.id)
     )
-    return (await session.execute(statement)).scalar_one_or_none() is not None
+    return len((await session.execute(statement)).all())

@@ -103,17 +103,20 @@ async def extend_leases(
     return result.rowcount  # type: ignore[attr-defined, no-any-return]
 
 
-async def mark_succeeded(session: AsyncSession, job: ClaimedJob) -> bool:
-    """In the caller's transaction; False when the lease was lost (then write nothing else)."""
+async def mark_succeeded(session: AsyncSession, jobs: Sequence[ClaimedJob]) -> set[int]:
+    """In the caller's transaction; returns the ids still ours. A job whose lease was lost
+    is left alone (its new owner records it), and nothing else should be written for it."""
+    if not jobs:
+        return set()
     result = await session.execute(
         text(
             "UPDATE jobs SET status = 'succeeded', finished_at = now(), last_error = NULL, "
             "lease_token = NULL, leased_until = NULL "
-            "WHERE id = :id AND lease_token = :token AND status = 'running'"
+            "WHERE id = ANY(:ids) AND lease_token = :token AND status = 'running' RETURNING id"
         ),
-        {"id": job.id, "token": job.lease_token},
+        {"ids": [job.id for job in jobs], "token": jobs[0].lease_token},
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return set(result.scalars())
 
 
 async def mark_for_retry(

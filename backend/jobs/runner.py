@@ -10,13 +10,12 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from backend.audit.service import AuditEntry
-from backend.audit.service import record as record_audit
+from backend.audit.service import record_many as record_audit_many
 from backend.jobs import outbox
 from backend.jobs.handlers import Done, Failed, Handler, Outcome
 from backend.jobs.outbox import ClaimedJob
@@ -172,8 +171,23 @@ class JobRunner:
                 outcomes = [Failed(error=f"{type(exc).__name__}: {exc}")] * len(runnable)
         else:
             outcomes = []
-        for job, outcome in zip(runnable, outcomes, strict=True):
-            await self._record(job, outcome)
+        results = list(zip(runnable, outcomes, strict=True))
+        await self._record_done([(job, o) for job, o in results if isinstance(o, Done)])
+        for job, outcome in results:
+            if isinstance(outcome, Failed):
+                await self._record(job, outcome)
+
+    async def _record_done(self, done: Sequence[tuple[ClaimedJob, Done]]) -> None:
+        """A batch's successes in one transaction: a backlog isn't a commit per email."""
+        if not done:
+            return
+        try:
+            async with self._sessionmaker() as session, session.begin():
+                await _finish(session, done)
+        except Exception:
+            log.exception("recording %d finished jobs failed; recording them one by one", len(done))
+            for job, outcome in done:
+                await self._record(job, outcome)
 
     async def _record(self, job: ClaimedJob, outcome: Outcome) -> None:
         """Store one job's outcome and its audit rows in one transaction. Never raises."""
@@ -186,15 +200,12 @@ class JobRunner:
 
     async def _record_in(self, session: AsyncSession, job: ClaimedJob, outcome: Outcome) -> None:
         if isinstance(outcome, Done):
-            if await outbox.mark_succeeded(session, job):
-                await _write_audit(session, job, outcome.audit)
-            else:
-                log.warning("job %s finished after its lease was taken over", job.id)
+            await _finish(session, [(job, outcome)])
             return
         gives_up = outcome.permanent or job.attempts >= job.max_attempts
         if gives_up:
             if await outbox.mark_failed(session, job, error=outcome.error):
-                await _write_audit(session, job, outcome.audit_on_give_up)
+                await record_audit_many(session, [(job.id, e) for e in outcome.audit_on_give_up])
                 log.error("job %s (%s) failed for good: %s", job.id, job.kind, outcome.error)
             return
         delay = outbox.backoff_seconds(
@@ -226,8 +237,12 @@ class JobRunner:
             log.exception("could not release interrupted jobs; their leases will expire")
 
 
-async def _write_audit(
-    session: AsyncSession, job: ClaimedJob, entries: Iterable[AuditEntry]
-) -> None:
-    for entry in entries:
-        await record_audit(session, entry, job_id=job.id)
+async def _finish(session: AsyncSession, done: Sequence[tuple[ClaimedJob, Done]]) -> None:
+    ours = await outbox.mark_succeeded(session, [job for job, _ in done])
+    for job, _ in done:
+        if job.id not in ours:
+            log.warning("job %s finished after its lease was taken over", job.id)
+    entries = [
+        (job.id, entry) for job, outcome in done if job.id in ours for entry in outcome.audit
+    ]
+    await record_audit_many(session, entries)

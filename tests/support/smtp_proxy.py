@@ -1,8 +1,9 @@
 """A TCP proxy in front of the SMTP server, for outage tests.
 
-It counts connections (how many SMTP sessions a backlog took), and can be taken
-down (connections refused) or paused (connections accepted, greeting withheld:
-a hung server). It sits in front of any SMTP server, ours or a real MailHog.
+It counts connections (how many SMTP sessions a backlog took), can be taken down
+(connections refused) or paused (connections accepted, greeting withheld: a hung
+server), and can add network latency (each direction delays what it forwards).
+It sits in front of any SMTP server, ours or a real MailHog.
 """
 
 import asyncio
@@ -14,8 +15,11 @@ from typing import Any
 
 
 class SmtpProxy:
-    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+    def __init__(
+        self, upstream_host: str, upstream_port: int, *, one_way_delay: float = 0.0
+    ) -> None:
         self._upstream = (upstream_host, upstream_port)
+        self._delay = one_way_delay
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
@@ -83,7 +87,9 @@ class SmtpProxy:
         try:
             await self._resumed.wait()
             up_reader, up_writer = await asyncio.open_connection(*self._upstream)
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            await asyncio.gather(
+                _pipe(reader, up_writer, self._delay), _pipe(up_reader, writer, self._delay)
+            )
         except (OSError, asyncio.CancelledError):
             pass
         finally:
@@ -91,9 +97,11 @@ class SmtpProxy:
             writer.close()
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
     try:
         while data := await reader.read(65536):
+            if delay:
+                await asyncio.sleep(delay)
             writer.write(data)
             await writer.drain()
     finally:
