@@ -14,6 +14,7 @@ from backend.context import AppContext
 from backend.settings import Settings, get_settings
 from backend.web import api, health, pages
 from backend.web.deps import templates
+from backend.web.ratelimit import RegistrationLimiter
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Register users; the welcome email and the audit trail follow in the background.",
         lifespan=lifespan,
     )
+    app.state.registration_limiter = RegistrationLimiter(settings.register_rate_limit)
     app.include_router(pages.router)
     app.include_router(api.router)
     app.include_router(health.router)

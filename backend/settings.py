@@ -8,7 +8,8 @@ from functools import lru_cache
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+import limits
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SECRET_KEY = "dev-only-secret-change-me"
@@ -38,7 +39,8 @@ class Settings(BaseSettings):
     app_base_url: str = "http://localhost:8000"
     secret_key: str = DEFAULT_SECRET_KEY
     verification_max_age_seconds: int = 48 * 3600
-    register_rate_limit: str | None = None
+    # Per client address, in the `limits` notation ("10/minute", "100/hour"); empty turns it off.
+    register_rate_limit: str = "10/minute"
 
     # Durable background work (see README, "How background work survives failures").
     job_lease_seconds: float = 60.0
@@ -53,6 +55,13 @@ class Settings(BaseSettings):
     @property
     def cookies_secure(self) -> bool:
         return urlsplit(self.app_base_url).scheme == "https"
+
+    @field_validator("register_rate_limit")
+    @classmethod
+    def _parse_rate_limit(cls, value: str) -> str:
+        if value.strip():
+            limits.parse(value)  # raises ValueError on a malformed limit
+        return value.strip()
 
     @model_validator(mode="after")
     def _refuse_unsafe_secret(self) -> "Settings":

@@ -101,6 +101,7 @@ def make_settings(database_url: str, mail: MailEndpoints, **overrides: Any) -> S
         "mail_timeout_seconds": 5,
         "app_base_url": "http://testserver",
         "secret_key": TEST_SECRET,
+        "register_rate_limit": "",  # tests register many users from one client
         "job_poll_seconds": 0.2,
         "job_retry_base_seconds": 0.2,
         "job_retry_cap_seconds": 1.0,

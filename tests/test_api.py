@@ -7,7 +7,9 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.helpers import PASSWORD, register_via_api, rows, user_json
+from backend.settings import Settings
+from tests.conftest import app_client
+from tests.helpers import PASSWORD, csrf_token, register_via_api, rows, user_json
 
 
 async def test_created_user_is_returned_without_secrets(
@@ -110,3 +112,22 @@ async def test_openapi_documents_the_endpoint(client: httpx.AsyncClient) -> None
     spec = (await client.get("/openapi.json")).json()
     operation = spec["paths"]["/api/register"]["post"]
     assert {"201", "409", "422"} <= set(operation["responses"])
+
+
+async def test_registration_attempts_are_rate_limited_per_client(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    async with app_client(settings.model_copy(update={"register_rate_limit": "3/minute"})) as c:
+        answers = [
+            (await c.post("/api/register", json=user_json(f"burst{i}"))).status_code
+            for i in range(3)
+        ]
+        limited = await c.post("/api/register", json=user_json("burst3"))
+        token = csrf_token((await c.get("/register")).text)
+        form = await c.post("/register", data={"csrf_token": token, **user_json("burst4")})
+
+    assert answers == [201, 201, 201]
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0
+    assert form.status_code == 429 and "Too many attempts" in form.text
+    assert 'value="burst4"' in form.text
+    assert len(await rows(engine, "SELECT id FROM users")) == 3

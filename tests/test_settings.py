@@ -39,3 +39,8 @@ def test_names_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_cookies_are_not_secure_on_plain_http() -> None:
     settings = Settings(_env_file=None, app_base_url="http://localhost:8000")
     assert settings.cookies_secure is False
+
+
+def test_a_malformed_rate_limit_is_refused_at_start() -> None:
+    with pytest.raises(ValidationError, match="register_rate_limit"):
+        Settings(_env_file=None, register_rate_limit="ten per minute")

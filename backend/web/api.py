@@ -1,12 +1,12 @@
 """The JSON face: the same registration as the form, for programs."""
 
-from fastapi import APIRouter, BackgroundTasks, status
+from fastapi import APIRouter, BackgroundTasks, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from backend.accounts.schemas import RegistrationIn, UserOut
 from backend.accounts.service import DuplicateUserError, register
-from backend.web.deps import ContextDep, SessionDep
+from backend.web.deps import ContextDep, LimiterDep, SessionDep
 
 router = APIRouter(prefix="/api", tags=["registration"])
 
@@ -25,7 +25,10 @@ class ConflictOut(BaseModel):
     "/register",
     status_code=status.HTTP_201_CREATED,
     response_model=UserOut,
-    responses={status.HTTP_409_CONFLICT: {"model": ConflictOut, "description": "Taken"}},
+    responses={
+        status.HTTP_409_CONFLICT: {"model": ConflictOut, "description": "Taken"},
+        status.HTTP_429_TOO_MANY_REQUESTS: {"description": "Too many attempts from this client"},
+    },
     summary="Register a user",
     description=(
         "Creates the user and queues the welcome email and the audit entry, which are sent "
@@ -37,7 +40,15 @@ async def register_user(
     context: ContextDep,
     session: SessionDep,
     background: BackgroundTasks,
+    limiter: LimiterDep,
+    request: Request,
 ) -> UserOut | JSONResponse:
+    if (retry_after := limiter.retry_after(request)) is not None:
+        return JSONResponse(
+            {"detail": "Too many registration attempts. Please wait and try again."},
+            status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+            headers={"Retry-After": str(retry_after)},
+        )
     try:
         registered = await register(
             session,

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.context import TEMPLATES_DIR, AppContext
 from backend.settings import Settings
+from backend.web.ratelimit import RegistrationLimiter
 
 templates = Jinja2Templates(directory=TEMPLATES_DIR / "pages")
 
@@ -30,5 +31,11 @@ async def get_session(context: ContextDep) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+def get_limiter(request: Request) -> RegistrationLimiter:
+    limiter: RegistrationLimiter = request.app.state.registration_limiter
+    return limiter
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+LimiterDep = Annotated[RegistrationLimiter, Depends(get_limiter)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]

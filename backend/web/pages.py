@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from backend.accounts.schemas import RegistrationIn
 from backend.accounts.service import DuplicateUserError, Verification, register, verify_email
 from backend.web.csrf import Csrf
-from backend.web.deps import ContextDep, SessionDep, templates
+from backend.web.deps import ContextDep, LimiterDep, SessionDep, templates
 from backend.web.errors import field_messages
 
 router = APIRouter(include_in_schema=False)
@@ -65,6 +65,7 @@ async def register_submit(
     context: ContextDep,
     session: SessionDep,
     background: BackgroundTasks,
+    limiter: LimiterDep,
     username: Annotated[str, Form()] = "",
     email: Annotated[str, Form()] = "",
     password: Annotated[str, Form()] = "",
@@ -80,6 +81,16 @@ async def register_submit(
             values=values,
             form_error="This form expired or did not come from this site. Please submit it again.",
         )
+    if (retry_after := limiter.retry_after(request)) is not None:
+        response = _form_page(
+            request,
+            context,
+            status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+            values=values,
+            form_error=f"Too many attempts. Please wait {retry_after} seconds and try again.",
+        )
+        response.headers["Retry-After"] = str(retry_after)
+        return response
     try:
         data = RegistrationIn(username=username, email=email, password=password)
     except ValidationError as exc:
