@@ -1,0 +1,219 @@
+"""What a person does, in a real headless Chromium: register, read the mail, click the link.
+
+Needs the `playwright` package and a Chromium at /usr/bin/chromium (Debian's `chromium`);
+without either, these tests skip. Screenshots go to $BROWSER_SCREENSHOTS, or to tmp_path.
+"""
+
+import asyncio
+import os
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("playwright")
+
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    Error,
+    Page,
+    Response,
+    async_playwright,
+    expect,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from backend.settings import Settings
+from tests.conftest import MailEndpoints
+from tests.helpers import PASSWORD, rows
+from tests.support.server import AppProcess
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
+
+# A closed network: keep Chromium from reaching out (it would only see refused connections).
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        await browser.close()
+
+
+@pytest.fixture
+async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(10_000)
+    yield context
+    await context.close()
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    directory = Path(os.environ.get("BROWSER_SCREENSHOTS") or tmp_path)
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[AppProcess]:
+    """The app as a uvicorn process whose emails link back to itself."""
+    app = AppProcess(settings)
+    app.settings = settings.model_copy(update={"app_base_url": app.url})
+    try:
+        await asyncio.to_thread(app.start)
+        yield app
+    finally:
+        app.__exit__(None, None, None)
+
+
+async def _screenshot(page: Page, path: Path) -> None:
+    await page.screenshot(path=path, full_page=True)
+
+
+def _watch_for_problems(page: Page) -> list[str]:
+    """Script errors and failed requests on this page, as they happen."""
+    problems: list[str] = []
+
+    def on_error(error: Error) -> None:
+        problems.append(f"script error: {error.message}")
+
+    def on_response(response: Response) -> None:
+        if response.status >= 400:
+            problems.append(f"HTTP {response.status} for {response.request.method} {response.url}")
+
+    page.on("pageerror", on_error)
+    page.on("response", on_response)
+    return problems
+
+
+async def test_register_then_confirm_from_the_inbox(
+    app: AppProcess,
+    mail_endpoints: MailEndpoints,
+    context: BrowserContext,
+    engine: AsyncEngine,
+    shots: Path,
+) -> None:
+    if os.environ.get("TEST_MAILHOG_URL"):
+        pytest.skip("clicks through the built-in inbox's web UI, not an outside MailHog's")
+
+    page = await context.new_page()
+    await page.goto(f"{app.url}/register")
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Create your account")
+    await page.get_by_label("Username").fill("ada")
+    await page.get_by_label("Email").fill("ada@example.com")
+    await page.get_by_label("Password").fill(PASSWORD)
+    await _screenshot(page, shots / "1-form.png")
+    await page.get_by_role("button", name="Create account").click()
+
+    await expect(page).to_have_url(f"{app.url}/register/done")
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Check your inbox")
+    await expect(page.get_by_role("status")).to_have_text(
+        "Welcome aboard, ada! Your account is created."
+    )
+    await expect(page.locator("main")).to_contain_text("ada@example.com")
+    await _screenshot(page, shots / "2-check-your-inbox.png")
+
+    inbox_url = f"{mail_endpoints.api_url}/"
+    inbox = await context.new_page()
+    problems = _watch_for_problems(inbox)
+    await inbox.goto(inbox_url)
+    # The list polls the API, so the message shows up even if it arrives after the load.
+    row = inbox.locator("#rows tr").filter(has_text="ada@example.com")
+    await expect(row).to_have_count(1, timeout=15_000)
+    await expect(row).to_contain_text("Welcome, ada! Please confirm your email")
+    await row.click()
+
+    await expect(row).to_have_class(re.compile(r"\bselected\b"))
+    await expect(inbox.locator("#fields")).to_contain_text("ada@example.com")
+    await inbox.get_by_role("button", name="HTML", exact=True).click()
+    await expect(inbox.get_by_role("button", name="HTML", exact=True)).to_have_class(
+        re.compile(r"\bactive\b")
+    )
+    mail = inbox.get_by_title("HTML body").content_frame
+    try:
+        await expect(mail.get_by_role("heading", level=1)).to_have_text("Hi ada,")
+    except AssertionError as exc:
+        await _screenshot(inbox, shots / "3-inbox-html.png")  # what the user is left with
+        raise AssertionError(f"the email's HTML never showed; the inbox saw {problems}") from exc
+    confirm = mail.get_by_role("link", name="Confirm my email")
+    await expect(confirm).to_have_attribute(
+        "href", re.compile(rf"^{re.escape(app.url)}/verify\?token=[\w.-]+$")
+    )
+    await _screenshot(inbox, shots / "3-inbox-html.png")
+
+    # The UI gives the mail <base target="_blank">: the link opens a new tab.
+    async with context.expect_page() as new_tab:
+        await confirm.click()
+    confirmed = await new_tab.value
+    await confirmed.wait_for_load_state()
+    await expect(confirmed).to_have_url(re.compile(rf"^{re.escape(app.url)}/verify\?token="))
+    await expect(confirmed.get_by_role("heading", level=1)).to_have_text("Email confirmed")
+    await expect(confirmed.get_by_role("status")).to_have_text(
+        "Thanks, ada: your email address is confirmed."
+    )
+    await _screenshot(confirmed, shots / "4-email-confirmed.png")
+
+    assert inbox.url == inbox_url  # the inbox itself stayed put
+    assert problems == []
+    [user] = await rows(engine, "SELECT username, email_verified_at FROM users")
+    assert user["username"] == "ada" and user["email_verified_at"] is not None
+
+
+async def test_invalid_input_shows_field_errors_and_keeps_the_username(
+    app: AppProcess, context: BrowserContext, engine: AsyncEngine, shots: Path
+) -> None:
+    page = await context.new_page()
+    await page.goto(f"{app.url}/register")
+    username = page.get_by_label("Username")
+    email = page.get_by_label("Email")
+    password = page.get_by_label("Password")
+    await username.fill("g!")
+    await email.fill("grace-at-example")
+    await password.fill("tiny-pw")
+
+    async with page.expect_response(
+        lambda r: r.url == f"{app.url}/register" and r.request.method == "POST"
+    ) as submitted:
+        await page.get_by_role("button", name="Create account").click()
+    assert (await submitted.value).status == 422
+    await page.wait_for_load_state()
+
+    await expect(page.get_by_role("alert")).to_have_text("Please correct the highlighted fields.")
+    # Each message starts the field's accessible description (the hint follows), so screen
+    # readers announce it too.
+    for field, message in [
+        (username, "Must be at least 3 characters"),
+        (email, "Enter a valid email address, like name@example.com"),
+        (password, "Must be at least 8 characters"),
+    ]:
+        await expect(field).to_have_attribute("aria-invalid", "true")
+        await expect(field).to_have_accessible_description(re.compile(f"^{re.escape(message)}"))
+    await expect(page.locator(".field-error")).to_have_text(
+        [
+            "Must be at least 3 characters",
+            "Enter a valid email address, like name@example.com",
+            "Must be at least 8 characters",
+        ]
+    )
+    await expect(username).to_have_value("g!")
+    await expect(email).to_have_value("grace-at-example")
+    await expect(password).to_have_value("")
+    await _screenshot(page, shots / "5-form-errors.png")
+    assert await rows(engine, "SELECT id FROM users") == []
