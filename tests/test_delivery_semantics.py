@@ -1,0 +1,76 @@
+"""What happens to an email at the edges: an outcome that could not be recorded, a job
+that fails beside others that don't."""
+
+import asyncio
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from backend.context import AppContext
+from backend.settings import Settings
+from tests.durability import job_states, queue_registrations
+from tests.helpers import rows
+from tests.support.mailhog import MailHog
+
+
+async def test_a_resend_after_a_lost_outcome_has_the_same_message_id_and_one_audit_row(
+    settings: Settings, engine: AsyncEngine, mailhog: MailHog
+) -> None:
+    # The documented duplicate window: SMTP accepted the email, recording that failed
+    # (here the database refuses the audit insert; in life, the process died).
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(
+                "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'audit_log unavailable'; END $$"
+            )
+        )
+        await connection.execute(
+            text(
+                "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log "
+                "EXECUTE FUNCTION refuse_audit()"
+            )
+        )
+    await queue_registrations(engine, settings, 1)
+    context = AppContext.build(settings.model_copy(update={"job_lease_seconds": 1.0}))
+    try:
+        await context.runner.drain()
+        [first] = await mailhog.wait_for(1)
+        [job] = await rows(engine, "SELECT status FROM jobs WHERE kind = 'email.welcome'")
+        assert job["status"] == "running"  # nothing recorded: the lease is all that's left
+
+        async with engine.begin() as connection:
+            await connection.execute(text("DROP TRIGGER refuse_audit ON audit_log"))
+            await connection.execute(text("DROP FUNCTION refuse_audit()"))
+        await asyncio.sleep(1.1)  # the lease runs out, as it would for a dead worker
+        await context.runner.drain()
+    finally:
+        await context.engine.dispose()
+
+    mails = await mailhog.wait_for(2)
+    assert len(mails) == 2
+    assert mails[0].message_ids == mails[1].message_ids == first.message_ids
+    sent = await rows(engine, "SELECT details FROM audit_log WHERE action = 'email.sent'")
+    assert [s["details"]["message_id"] for s in sent] == first.message_ids
+    assert [s["details"]["attempt"] for s in sent] == [2]
+    assert await job_states(engine) == {"succeeded": 2}
+
+
+async def test_one_failing_email_does_not_stop_the_others_in_its_batch(
+    settings: Settings, engine: AsyncEngine, mailhog: MailHog
+) -> None:
+    await queue_registrations(engine, settings, 5)
+    async with engine.begin() as connection:
+        # The middle user is gone before its email is sent: a permanent failure.
+        await connection.execute(text("DELETE FROM users WHERE username = 'user0002'"))
+    context = AppContext.build(settings)
+    try:
+        assert await context.runner.drain() == 10
+    finally:
+        await context.engine.dispose()
+
+    mails = await mailhog.wait_for(4)
+    assert sorted(m.to[0] for m in mails) == [f"user{i:04d}@example.com" for i in (0, 1, 3, 4)]
+    failed = await rows(engine, "SELECT attempts, last_error FROM jobs WHERE status = 'failed'")
+    assert failed == [{"attempts": 1, "last_error": "the user no longer exists"}]
+    assert await job_states(engine) == {"succeeded": 9, "failed": 1}
