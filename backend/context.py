@@ -9,7 +9,7 @@ from backend.accounts.tokens import VerificationTokens
 from backend.accounts.welcome_email import KIND as WELCOME_EMAIL_KIND
 from backend.accounts.welcome_email import WelcomeEmailHandler
 from backend.db import create_engine, create_sessionmaker
-from backend.jobs.handlers import AUDIT_KIND, write_audit
+from backend.jobs.handlers import AUDIT_KIND, AuditHandler
 from backend.jobs.runner import JobRunner, RunnerConfig
 from backend.mail.render import EmailRenderer
 from backend.mail.sender import MailSender, SmtpSettings
@@ -56,7 +56,7 @@ class AppContext:
         )
         runner = JobRunner(
             sessionmaker=sessionmaker,
-            handlers={WELCOME_EMAIL_KIND: welcome, AUDIT_KIND: write_audit},
+            handlers={WELCOME_EMAIL_KIND: welcome, AUDIT_KIND: AuditHandler()},
             config=RunnerConfig(
                 lease_seconds=settings.job_lease_seconds,
                 poll_seconds=settings.job_poll_seconds,

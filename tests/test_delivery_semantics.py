@@ -4,9 +4,10 @@ that fails beside others that don't."""
 import asyncio
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from backend.context import AppContext
+from backend.jobs import outbox
 from backend.settings import Settings
 from tests.durability import job_states, queue_registrations
 from tests.helpers import rows
@@ -74,3 +75,29 @@ async def test_one_failing_email_does_not_stop_the_others_in_its_batch(
     failed = await rows(engine, "SELECT attempts, last_error FROM jobs WHERE status = 'failed'")
     assert failed == [{"attempts": 1, "last_error": "the user no longer exists"}]
     assert await job_states(engine) == {"succeeded": 9, "failed": 1}
+
+
+async def test_an_email_whose_worker_dies_on_every_attempt_is_parked_with_email_failed(
+    settings: Settings, engine: AsyncEngine, mailhog: MailHog
+) -> None:
+    await queue_registrations(engine, settings.model_copy(update={"job_max_attempts": 2}), 1)
+    for _ in range(2):  # two workers in a row take the jobs and die holding them
+        async with async_sessionmaker(engine)() as session:
+            assert len(await outbox.claim(session, lease_seconds=0.2, limit=10)) == 2
+        await asyncio.sleep(0.3)
+    context = AppContext.build(settings)
+    try:
+        assert await context.runner.run_due() == 2
+    finally:
+        await context.engine.dispose()
+
+    assert await mailhog.messages() == []  # parked, not attempted a third time
+    jobs = await rows(engine, "SELECT status, attempts, last_error FROM jobs")
+    assert (
+        jobs
+        == [{"status": "failed", "attempts": 3, "last_error": "lease expired on the last attempt"}]
+        * 2
+    )
+    [failed] = await rows(engine, "SELECT details FROM audit_log WHERE action = 'email.failed'")
+    assert failed["details"]["error"] == "lease expired on the last attempt"
+    assert failed["details"]["attempts"] == 3

@@ -12,8 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 
 from backend.accounts.schemas import RegistrationIn
 from backend.accounts.service import register
+from backend.audit.service import AuditEntry
 from backend.jobs import outbox
-from backend.jobs.handlers import AUDIT_KIND, Outcome, write_audit
+from backend.jobs.handlers import AUDIT_KIND, AuditHandler, Outcome
 from backend.jobs.outbox import ClaimedJob
 from backend.jobs.runner import JobRunner, RunnerConfig
 from backend.settings import Settings
@@ -44,7 +45,10 @@ class CountingHandler:
     async def __call__(self, jobs: Sequence[ClaimedJob]) -> Sequence[Outcome]:
         self.runs.update(job.id for job in jobs)
         await self.release.wait()
-        return await write_audit(jobs)
+        return await AuditHandler()(jobs)
+
+    def on_give_up(self, job: ClaimedJob, error: str) -> Sequence[AuditEntry]:
+        return ()
 
 
 @pytest.fixture
@@ -124,24 +128,6 @@ async def test_a_dead_workers_job_is_taken_over_after_its_lease(
     async with async_sessionmaker(worker_engines[0])() as session, session.begin():
         assert await outbox.mark_succeeded(session, [dead_claim]) == set()
         assert await outbox.mark_for_retry(session, dead_claim, error="x", delay_seconds=0) is False
-
-
-async def test_a_job_whose_worker_dies_on_every_attempt_is_parked(
-    worker_engines: list[AsyncEngine], engine: AsyncEngine
-) -> None:
-    await _insert_audit_jobs(engine, 1, max_attempts=2)
-    for _ in range(2):  # two workers in a row die holding it
-        async with async_sessionmaker(worker_engines[0])() as session:
-            assert len(await outbox.claim(session, lease_seconds=0.2, limit=1)) == 1
-        await asyncio.sleep(0.3)
-    handler = CountingHandler()
-
-    assert await _runner(worker_engines[1], handler).run_due() == 1
-
-    assert not handler.runs
-    [job] = await rows(engine, "SELECT status, attempts, last_error FROM jobs")
-    assert job["status"] == "failed" and job["attempts"] == 3
-    assert "lease expired" in job["last_error"]
 
 
 async def test_user_and_jobs_commit_together_or_not_at_all(

@@ -65,7 +65,7 @@ class WelcomeEmailHandler:
                 ready.append((job, user, self._compose(job, user)))
             except Exception as exc:
                 log.exception("rendering the welcome email of job %s failed", job.id)
-                outcomes[job.id] = _failed(user, job, f"rendering failed: {exc!r}")
+                outcomes[job.id] = Failed(error=f"rendering failed: {exc!r}")
         # One SMTP connection per chunk: a backlog drains without a handshake per message.
         for start in range(0, len(ready), self._batch_size):
             chunk = ready[start : start + self._batch_size]
@@ -73,6 +73,15 @@ class WelcomeEmailHandler:
             for (job, user, email), error in zip(chunk, results, strict=True):
                 outcomes[job.id] = _outcome(job, user, email, error)
         return [outcomes[job.id] for job in jobs]
+
+    def on_give_up(self, job: ClaimedJob, error: str) -> Sequence[AuditEntry]:
+        details = {
+            "message_id": job.payload["message_id"],
+            "error": error,
+            "attempts": job.attempts,
+        }
+        user_id = uuid.UUID(job.payload["user_id"])
+        return [AuditEntry(action="email.failed", user_id=user_id, details=details)]
 
     async def _load_users(self, jobs: Sequence[ClaimedJob]) -> dict[str, User]:
         ids = [uuid.UUID(job.payload["user_id"]) for job in jobs]
@@ -103,13 +112,4 @@ def _outcome(
         details = {"message_id": email.message_id, "to": email.to, "attempt": job.attempts}
         return Done(audit=[AuditEntry(action="email.sent", user_id=user.id, details=details)])
     permanent = isinstance(error, PermanentDeliveryError)
-    return _failed(user, job, f"{type(error).__name__}: {error}", permanent=permanent)
-
-
-def _failed(user: User, job: ClaimedJob, error: str, *, permanent: bool = False) -> Failed:
-    details = {"message_id": job.payload["message_id"], "error": error, "attempts": job.attempts}
-    return Failed(
-        error=error,
-        permanent=permanent,
-        audit_on_give_up=[AuditEntry(action="email.failed", user_id=user.id, details=details)],
-    )
+    return Failed(error=f"{type(error).__name__}: {error}", permanent=permanent)

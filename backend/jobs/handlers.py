@@ -9,7 +9,7 @@ together in `backend.main`.
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,15 +34,20 @@ class Failed:
 
     error: str
     permanent: bool = False
-    # Written once, when the runner gives up on the job.
-    audit_on_give_up: Sequence[AuditEntry] = field(default_factory=tuple)
 
 
 Outcome = Done | Failed
 
 
 class Handler(Protocol):
-    async def __call__(self, jobs: Sequence[ClaimedJob]) -> Sequence[Outcome]: ...
+    async def __call__(self, jobs: Sequence[ClaimedJob]) -> Sequence[Outcome]:
+        """Perform the jobs' effects; one outcome per job, in order."""
+        ...
+
+    def on_give_up(self, job: ClaimedJob, error: str) -> Sequence[AuditEntry]:
+        """Audit entries to write when the job is parked as failed, however that happens
+        (its last attempt failed, a permanent error, or its worker died every time)."""
+        ...
 
 
 def enqueue_audit(
@@ -62,9 +67,14 @@ def enqueue_audit(
     return enqueue(session, kind=AUDIT_KIND, payload=payload, max_attempts=max_attempts)
 
 
-async def write_audit(jobs: Sequence[ClaimedJob]) -> Sequence[Outcome]:
+class AuditHandler:
     """The row itself is written by the runner, atomically with the job's completion."""
-    return [Done(audit=[_entry(job.payload)]) for job in jobs]
+
+    async def __call__(self, jobs: Sequence[ClaimedJob]) -> Sequence[Outcome]:
+        return [Done(audit=[_entry(job.payload)]) for job in jobs]
+
+    def on_give_up(self, job: ClaimedJob, error: str) -> Sequence[AuditEntry]:
+        return ()  # the entry that could not be written is itself the audit row
 
 
 def _entry(payload: dict[str, Any]) -> AuditEntry:

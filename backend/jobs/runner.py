@@ -66,8 +66,12 @@ class JobRunner:
             await asyncio.wait(list(self._inflight))
 
     async def run_due(self) -> int:
-        """Claim and run one batch of due (or lease-expired) jobs; returns how many ran."""
-        return await self._track(self._claim_and_run(ids=None))
+        """Claim and run one batch of due (or lease-expired) jobs; returns how many ran.
+
+        Shielded: cancelling the caller (the poller, at shutdown) must not cut the batch
+        short; `stop` gives it its grace period like any other running work.
+        """
+        return await asyncio.shield(self._track(self._claim_and_run(ids=None)))
 
     async def drain(self) -> int:
         """Run batches until nothing is due (CLI, tests, benchmarks)."""
@@ -152,12 +156,12 @@ class JobRunner:
 
     async def _run_kind(self, kind: str, jobs: list[ClaimedJob]) -> None:
         runnable = [job for job in jobs if job.attempts <= job.max_attempts]
+        handler = self._handlers.get(kind)
         for job in jobs:
             if job.attempts > job.max_attempts:
                 # Claimed again after its lease ran out on the last attempt (its worker died
                 # mid-run each time): stop here rather than loop forever.
-                await self._record(job, Failed(error="lease expired on the last attempt"))
-        handler = self._handlers.get(kind)
+                await self._record(job, Failed(error="lease expired on the last attempt"), handler)
         outcomes: Sequence[Outcome]
         if handler is None:
             outcomes = [Failed(error=f"no handler for job kind {kind!r}", permanent=True)] * len(
@@ -175,7 +179,7 @@ class JobRunner:
         await self._record_done([(job, o) for job, o in results if isinstance(o, Done)])
         for job, outcome in results:
             if isinstance(outcome, Failed):
-                await self._record(job, outcome)
+                await self._record(job, outcome, handler)
 
     async def _record_done(self, done: Sequence[tuple[ClaimedJob, Done]]) -> None:
         """A batch's successes in one transaction: a backlog isn't a commit per email."""
@@ -189,23 +193,28 @@ class JobRunner:
             for job, outcome in done:
                 await self._record(job, outcome)
 
-    async def _record(self, job: ClaimedJob, outcome: Outcome) -> None:
+    async def _record(
+        self, job: ClaimedJob, outcome: Outcome, handler: Handler | None = None
+    ) -> None:
         """Store one job's outcome and its audit rows in one transaction. Never raises."""
         try:
             async with self._sessionmaker() as session, session.begin():
-                await self._record_in(session, job, outcome)
+                await self._record_in(session, job, outcome, handler)
         except Exception:
             # The lease will run out and the job will be run again: at least once.
             log.exception("could not record the outcome of job %s", job.id)
 
-    async def _record_in(self, session: AsyncSession, job: ClaimedJob, outcome: Outcome) -> None:
+    async def _record_in(
+        self, session: AsyncSession, job: ClaimedJob, outcome: Outcome, handler: Handler | None
+    ) -> None:
         if isinstance(outcome, Done):
             await _finish(session, [(job, outcome)])
             return
         gives_up = outcome.permanent or job.attempts >= job.max_attempts
         if gives_up:
             if await outbox.mark_failed(session, job, error=outcome.error):
-                await record_audit_many(session, [(job.id, e) for e in outcome.audit_on_give_up])
+                entries = handler.on_give_up(job, outcome.error) if handler else ()
+                await record_audit_many(session, [(job.id, entry) for entry in entries])
                 log.error("job %s (%s) failed for good: %s", job.id, job.kind, outcome.error)
             return
         delay = outbox.backoff_seconds(
