@@ -1,9 +1,13 @@
 """Helpers for the durability tests: waiting on job states, queuing registrations directly."""
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from backend.accounts.schemas import RegistrationIn
@@ -53,3 +57,45 @@ async def queue_registrations(engine: AsyncEngine, settings: Settings, count: in
                 sender_address=settings.mail_from,
                 max_attempts=settings.job_max_attempts,
             )
+
+
+@contextlib.asynccontextmanager
+async def refusing_inserts(engine: AsyncEngine, table: str) -> AsyncIterator[str]:
+    """While inside, the database refuses every insert into `table` (a failure injected in
+    the real database, not a mock); yields the error message it raises."""
+    message = f"{table} unavailable"
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(
+                "CREATE FUNCTION refuse_inserts() RETURNS trigger LANGUAGE plpgsql AS "
+                f"$$ BEGIN RAISE EXCEPTION '{message}'; END $$"
+            )
+        )
+        await connection.execute(
+            text(
+                f"CREATE TRIGGER refuse_inserts BEFORE INSERT ON {table} "
+                "EXECUTE FUNCTION refuse_inserts()"
+            )
+        )
+    try:
+        yield message
+    finally:
+        async with engine.begin() as connection:
+            await connection.execute(text(f"DROP TRIGGER refuse_inserts ON {table}"))
+            await connection.execute(text("DROP FUNCTION refuse_inserts()"))
+
+
+async def register_while_smtp_hangs(app_url: str, engine: AsyncEngine, username: str) -> None:
+    """Register over HTTP, then wait until the welcome email is in flight: claimed,
+    connected, waiting on the (paused) SMTP server."""
+    async with httpx.AsyncClient(base_url=app_url, timeout=10) as client:
+        response = await client.post(
+            "/api/register",
+            json={"username": username, "email": f"{username}@example.com", "password": PASSWORD},
+        )
+    assert response.status_code == 201
+    await wait_until(
+        engine,
+        "SELECT id FROM jobs WHERE kind = 'email.welcome' AND status = 'running'",
+        lambda found: len(found) == 1,
+    )

@@ -1,11 +1,10 @@
 """Real processes, real signals: nothing is lost to SIGKILL, nothing is faked by SIGTERM."""
 
-import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.settings import Settings
-from tests.durability import job_states, through_proxy, wait_until
-from tests.helpers import rows, user_json
+from tests.durability import job_states, register_while_smtp_hangs, through_proxy, wait_until
+from tests.helpers import rows
 from tests.support.mailhog import MailHog
 from tests.support.server import AppProcess
 from tests.support.smtp_proxy import SmtpProxy
@@ -18,15 +17,7 @@ async def test_sigkill_between_response_and_delivery_loses_nothing(
     app_settings = through_proxy(settings, proxy, job_lease_seconds=2, mail_timeout_seconds=30)
     proxy.pause()
     with AppProcess(app_settings) as first:
-        async with httpx.AsyncClient(base_url=first.url, timeout=10) as client:
-            response = await client.post("/api/register", json=user_json("survivor"))
-        assert response.status_code == 201
-        # The email job is running: claimed, connected, waiting on the hung server.
-        await wait_until(
-            engine,
-            "SELECT id FROM jobs WHERE kind = 'email.welcome' AND status = 'running'",
-            lambda found: len(found) == 1,
-        )
+        await register_while_smtp_hangs(first.url, engine, "survivor")
         first.kill()
     assert await mailhog.messages() == []
     proxy.resume()
@@ -54,14 +45,7 @@ async def test_sigterm_interrupts_and_releases_without_marking_anything_done(
     )
     proxy.pause()
     with AppProcess(app_settings) as app:
-        async with httpx.AsyncClient(base_url=app.url, timeout=10) as client:
-            response = await client.post("/api/register", json=user_json("patient"))
-        assert response.status_code == 201
-        await wait_until(
-            engine,
-            "SELECT id FROM jobs WHERE kind = 'email.welcome' AND status = 'running'",
-            lambda found: len(found) == 1,
-        )
+        await register_while_smtp_hangs(app.url, engine, "patient")
         assert app.terminate(within=20) in (0, -15)
         assert "interrupted 1 running job batch" in app.log()
 

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from backend.context import AppContext
 from backend.jobs import outbox
 from backend.settings import Settings
-from tests.durability import job_states, queue_registrations
+from tests.durability import job_states, queue_registrations, refusing_inserts
 from tests.helpers import rows
 from tests.support.mailhog import MailHog
 
@@ -19,30 +19,15 @@ async def test_a_resend_after_a_lost_outcome_has_the_same_message_id_and_one_aud
 ) -> None:
     # The documented duplicate window: SMTP accepted the email, recording that failed
     # (here the database refuses the audit insert; in life, the process died).
-    async with engine.begin() as connection:
-        await connection.execute(
-            text(
-                "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS "
-                "$$ BEGIN RAISE EXCEPTION 'audit_log unavailable'; END $$"
-            )
-        )
-        await connection.execute(
-            text(
-                "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log "
-                "EXECUTE FUNCTION refuse_audit()"
-            )
-        )
     await queue_registrations(engine, settings, 1)
     context = AppContext.build(settings.model_copy(update={"job_lease_seconds": 1.0}))
     try:
-        await context.runner.drain()
-        [first] = await mailhog.wait_for(1)
-        [job] = await rows(engine, "SELECT status FROM jobs WHERE kind = 'email.welcome'")
-        assert job["status"] == "running"  # nothing recorded: the lease is all that's left
+        async with refusing_inserts(engine, "audit_log"):
+            await context.runner.drain()
+            [first] = await mailhog.wait_for(1)
+            [job] = await rows(engine, "SELECT status FROM jobs WHERE kind = 'email.welcome'")
+            assert job["status"] == "running"  # nothing recorded: the lease is all that's left
 
-        async with engine.begin() as connection:
-            await connection.execute(text("DROP TRIGGER refuse_audit ON audit_log"))
-            await connection.execute(text("DROP FUNCTION refuse_audit()"))
         await asyncio.sleep(1.1)  # the lease runs out, as it would for a dead worker
         await context.runner.drain()
     finally:

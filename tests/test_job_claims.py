@@ -18,7 +18,7 @@ from backend.jobs.handlers import AUDIT_KIND, AuditHandler, Outcome
 from backend.jobs.outbox import ClaimedJob
 from backend.jobs.runner import JobRunner, RunnerConfig
 from backend.settings import Settings
-from tests.durability import job_states
+from tests.durability import job_states, refusing_inserts
 from tests.helpers import PASSWORD, rows
 
 
@@ -134,32 +134,19 @@ async def test_user_and_jobs_commit_together_or_not_at_all(
     engine: AsyncEngine, settings: Settings
 ) -> None:
     # Make the job insert fail inside the registration transaction, after the user insert.
-    async with engine.begin() as connection:
-        await connection.execute(
-            text(
-                "CREATE FUNCTION refuse_jobs() RETURNS trigger LANGUAGE plpgsql AS "
-                "$$ BEGIN RAISE EXCEPTION 'jobs table unavailable'; END $$"
+    data = RegistrationIn(username="half", email="half@example.com", password=PASSWORD)
+    async with (
+        refusing_inserts(engine, "jobs") as refusal,
+        async_sessionmaker(engine)() as session,
+    ):
+        with pytest.raises(DBAPIError, match=refusal):
+            await register(
+                session,
+                data=data,
+                channel="api",
+                sender_address=settings.mail_from,
+                max_attempts=3,
             )
-        )
-        await connection.execute(
-            text("CREATE TRIGGER refuse_jobs BEFORE INSERT ON jobs EXECUTE FUNCTION refuse_jobs()")
-        )
-    try:
-        async with async_sessionmaker(engine)() as session:
-            with pytest.raises(DBAPIError, match="jobs table unavailable"):
-                await register(
-                    session,
-                    data=RegistrationIn(
-                        username="half", email="half@example.com", password=PASSWORD
-                    ),
-                    channel="api",
-                    sender_address=settings.mail_from,
-                    max_attempts=3,
-                )
-    finally:
-        async with engine.begin() as connection:
-            await connection.execute(text("DROP TRIGGER refuse_jobs ON jobs"))
-            await connection.execute(text("DROP FUNCTION refuse_jobs()"))
 
     assert await rows(engine, "SELECT id FROM users") == []
     assert await rows(engine, "SELECT id FROM jobs") == []
