@@ -85,23 +85,29 @@ class MailSender:
 
         Never raises for a delivery problem: a connection failure is every email's outcome.
         """
-        messages = [await self.build(email) for email in emails]
         outcomes: list[BaseException | None] = []
         try:
             async with Connection(self._config) as connection:
                 smtp: aiosmtplib.SMTP = connection.session
-                for message in messages:
+                for email in emails:
                     if not smtp.is_connected:
                         raise aiosmtplib.SMTPServerDisconnected("connection lost mid-batch")
-                    outcomes.append(await _send_one(smtp, message))
+                    outcomes.append(await self._send_one(smtp, email))
         except Exception as exc:
             # Connecting failed, or the connection broke: what wasn't sent gets this error.
             # (An error from QUIT after everything was sent changes nothing.)
-            outcomes.extend([exc] * (len(messages) - len(outcomes)))
+            outcomes.extend([exc] * (len(emails) - len(outcomes)))
         return outcomes
 
+    async def _send_one(self, smtp: aiosmtplib.SMTP, email: OutgoingEmail) -> BaseException | None:
+        try:
+            message = await self.build(email)
+        except Exception as exc:
+            return PermanentDeliveryError(f"could not build the message: {exc!r}")
+        return await _deliver(smtp, message)
 
-async def _send_one(smtp: aiosmtplib.SMTP, message: Message) -> BaseException | None:
+
+async def _deliver(smtp: aiosmtplib.SMTP, message: Message) -> BaseException | None:
     try:
         await smtp.send_message(message)
     except aiosmtplib.SMTPRecipientsRefused as exc:
