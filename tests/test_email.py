@@ -75,3 +75,16 @@ def test_text_part_keeps_characters_that_html_escapes(tmp_path: Path) -> None:
     assert "Hi Tom &amp; &lt;Jerry&gt;," in rendered.html
     assert 'href="http://x/verify?token=a&amp;b"' in rendered.html
     assert rendered.subject == "Welcome, Tom & <Jerry>! Please confirm your email"
+
+
+async def test_an_internationalised_domain_is_delivered_in_ascii(
+    client: httpx.AsyncClient, mailhog: MailHog, engine: AsyncEngine
+) -> None:
+    user = await register_via_api(client, "bookworm", email="Bookworm@Bücher.example")
+
+    [mail] = await mailhog.wait_for(1)
+
+    assert user["email"] == "Bookworm@bücher.example"  # stored as the person typed it
+    assert mail.to == ["Bookworm@xn--bcher-kva.example"]
+    assert "xn--bcher-kva.example" in str(mail.message["To"])
+    assert len(await rows(engine, "SELECT id FROM audit_log WHERE action = 'email.sent'")) == 1

@@ -89,3 +89,10 @@ async def test_token_signed_with_another_key_is_refused(
     async with app_client(settings) as client:
         response = await client.get(link)
     assert response.status_code == 400
+
+
+async def test_absurdly_long_token_gets_the_friendly_page(client: httpx.AsyncClient) -> None:
+    response = await client.get("/verify", params={"token": "a" * 5000})
+    assert response.status_code == 400
+    assert response.headers["content-type"].startswith("text/html")
+    assert "This link doesn't work" in response.text

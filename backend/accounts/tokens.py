@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 _SALT = "email-verification"
+# Real tokens are ~150 characters; anything far longer is junk, refused before any work.
+_MAX_TOKEN_LENGTH = 1024
 
 
 class TokenProblem(enum.Enum):
@@ -33,6 +35,8 @@ class VerificationTokens:
         return self._serializer.dumps({"uid": str(user_id), "email": email.lower()})
 
     def read(self, token: str) -> VerificationClaim | TokenProblem:
+        if len(token) > _MAX_TOKEN_LENGTH:
+            return TokenProblem.INVALID
         try:
             data = self._serializer.loads(token, max_age=self._max_age)
         except SignatureExpired:

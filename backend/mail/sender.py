@@ -67,7 +67,7 @@ class MailSender:
 
     async def build(self, email: OutgoingEmail) -> Message:
         schema = MessageSchema(
-            recipients=[NameEmail(email.to_name, email.to)],
+            recipients=[NameEmail(email.to_name, smtp_address(email.to))],
             subject=email.content.subject,
             body=email.content.text,
             alternative_body=email.content.html,
@@ -119,6 +119,18 @@ async def _deliver(smtp: aiosmtplib.SMTP, message: Message) -> BaseException | N
             return PermanentDeliveryError(f"{exc.code} {exc.message}")
         return exc
     return None
+
+
+def smtp_address(address: str) -> str:
+    """The address with its domain in ASCII (IDNA): `bücher.example` → `xn--bcher-kva.example`.
+
+    Servers without SMTPUTF8 (most relays, MailHog) refuse a non-ASCII domain.
+    """
+    local, _, domain = address.rpartition("@")
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError:
+        return address
 
 
 def _unwrap_related(message: Message) -> Message:

@@ -147,7 +147,7 @@ async def verify(
     context: ContextDep,
     session: SessionDep,
     background: BackgroundTasks,
-    token: Annotated[str, Query(max_length=1024)] = "",
+    token: Annotated[str, Query()] = "",
 ) -> Response:
     result = await verify_email(
         session,
