@@ -114,3 +114,12 @@ async def test_forged_token_is_refused(client: httpx.AsyncClient) -> None:
         client, token[:-4] + "AAAA", username="mallory", email="m@example.com", password=PASSWORD
     )
     assert response.status_code == 403
+
+
+async def test_entered_values_are_escaped_when_shown_again(client: httpx.AsyncClient) -> None:
+    token = await _form(client)
+    attack = '"><script>alert(1)</script>'
+    response = await _submit(client, token, username="ok_name", email=attack, password=PASSWORD)
+    assert response.status_code == 422
+    assert "<script>alert(1)</script>" not in response.text
+    assert 'value="&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"' in response.text
