@@ -20,7 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from backend.devstack.inbox import HOSTNAME, DevInbox
+from backend.devstack.inbox import DevInbox
+from backend.devstack.mailhog_format import HOSTNAME
 
 HELO = "tests.local"
 ALT_SUBJECT = "Welcome, Grüße"
