@@ -64,6 +64,7 @@ class AppContext:
                 retry_base_seconds=settings.job_retry_base_seconds,
                 retry_cap_seconds=settings.job_retry_cap_seconds,
                 shutdown_grace_seconds=settings.job_shutdown_grace_seconds,
+                retention_days=settings.job_retention_days,
             ),
         )
         return cls(settings, engine, sessionmaker, tokens, runner)

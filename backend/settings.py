@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     job_retry_base_seconds: float = 2.0
     job_retry_cap_seconds: float = 600.0
     job_shutdown_grace_seconds: float = 10.0
+    # Succeeded jobs are deleted after this; failed ones are kept (the audit log is the record).
+    job_retention_days: float = 14.0
     job_worker_enabled: bool = True
 
     @property

@@ -168,3 +168,27 @@ def test_first_retries_clear_a_short_outage_within_a_minute() -> None:
         for n in range(1, 6)
     )
     assert worst <= 62
+
+
+async def test_old_succeeded_jobs_are_purged_and_failed_ones_kept(
+    engine: AsyncEngine, worker_engines: list[AsyncEngine]
+) -> None:
+    await _insert_audit_jobs(engine, 4)
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(
+                "UPDATE jobs SET status = CASE WHEN id % 2 = 0 THEN 'succeeded' ELSE 'failed' END, "
+                "finished_at = now() - CASE WHEN id <= 2 THEN interval '20 days' "
+                "ELSE interval '1 day' END"
+            )
+        )
+    runner = _runner(worker_engines[0], CountingHandler(), retention_days=14)
+
+    assert await runner.purge() == 1
+
+    remaining = await rows(engine, "SELECT id, status FROM jobs ORDER BY id")
+    assert remaining == [
+        {"id": 1, "status": "failed"},  # old, but failed: kept for a person to look at
+        {"id": 3, "status": "failed"},
+        {"id": 4, "status": "succeeded"},  # recent
+    ]

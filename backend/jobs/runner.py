@@ -9,6 +9,7 @@ handling: nothing a handler does can stop the jobs beside it.
 import asyncio
 import contextlib
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ class RunnerConfig:
     retry_base_seconds: float = 2.0
     retry_cap_seconds: float = 600.0
     shutdown_grace_seconds: float = 10.0
+    retention_days: float = 14.0
+    purge_every_seconds: float = 3600.0
 
 
 class JobRunner:
@@ -117,9 +120,25 @@ class JobRunner:
             log.exception("running jobs %s failed; the poller will pick them up", job_ids)
             return 0
 
+    async def purge(self) -> int:
+        """Delete old succeeded jobs (see `outbox.purge_succeeded`); returns how many."""
+        async with self._sessionmaker() as session:
+            purged = await outbox.purge_succeeded(
+                session, older_than_days=self._config.retention_days
+            )
+        if purged:
+            log.info(
+                "purged %d succeeded jobs older than %s days", purged, self._config.retention_days
+            )
+        return purged
+
     async def _poll_forever(self) -> None:
+        next_purge = 0.0
         while not self._stopping.is_set():
             try:
+                if time.monotonic() >= next_purge:
+                    next_purge = time.monotonic() + self._config.purge_every_seconds
+                    await self.purge()
                 ran = await self.run_due()
             except Exception:
                 log.exception("job poll failed; retrying in %ss", self._config.poll_seconds)
