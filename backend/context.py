@@ -31,7 +31,8 @@ class AppContext:
         engine = create_engine(settings.database_url)
         sessionmaker = create_sessionmaker(engine)
         tokens = VerificationTokens(
-            settings.secret_key, max_age_seconds=settings.verification_max_age_seconds
+            settings.secret_key.get_secret_value(),
+            max_age_seconds=settings.verification_max_age_seconds,
         )
         sender = MailSender(
             SmtpSettings(
@@ -40,7 +41,7 @@ class AppContext:
                 sender=settings.mail_from,
                 sender_name=settings.mail_from_name,
                 username=settings.mail_username,
-                password=settings.mail_password,
+                password=settings.mail_password.get_secret_value(),
                 starttls=settings.mail_starttls,
                 ssl_tls=settings.mail_ssl_tls,
                 timeout_seconds=settings.mail_timeout_seconds,

@@ -9,7 +9,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 import limits
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SECRET_KEY = "dev-only-secret-change-me"
@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     mail_from_name: str | None = "Welcome Desk"
     # MailHog needs none of these; a real SMTP relay usually needs all of them.
     mail_username: str = ""
-    mail_password: str = ""
+    mail_password: SecretStr = SecretStr("")
     mail_starttls: bool = False
     mail_ssl_tls: bool = False
     # Emails sent over one SMTP connection when a backlog drains.
@@ -38,7 +38,8 @@ class Settings(BaseSettings):
     mail_timeout_seconds: int = 15
 
     app_base_url: str = "http://localhost:8000"
-    secret_key: str = DEFAULT_SECRET_KEY
+    # SecretStr: kept out of reprs, logs and tracebacks.
+    secret_key: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
     verification_max_age_seconds: int = 48 * 3600
     # Per client address, in the `limits` notation ("10/minute", "100/hour"); empty turns it off.
     register_rate_limit: str = "10/minute"
@@ -68,7 +69,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_unsafe_secret(self) -> "Settings":
-        if self.environment != "development" and self.secret_key in ("", DEFAULT_SECRET_KEY):
+        secret = self.secret_key.get_secret_value()
+        if self.environment != "development" and secret in ("", DEFAULT_SECRET_KEY):
             raise ValueError(
                 "SECRET_KEY must be set to a non-default value outside development "
                 f"(ENVIRONMENT={self.environment})"

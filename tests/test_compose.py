@@ -280,7 +280,7 @@ def test_app_environment_is_accepted_by_settings(app_env: dict[str, str]) -> Non
     assert settings.cookies_secure is False
     # Without SECRET_KEY in the shell the compose default applies, which the settings
     # accept only because ENVIRONMENT is development.
-    assert settings.secret_key == DEFAULT_SECRET_KEY
+    assert settings.secret_key.get_secret_value() == DEFAULT_SECRET_KEY
 
 
 def test_interpolation_helper() -> None:

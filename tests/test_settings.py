@@ -9,7 +9,8 @@ from backend.settings import DEFAULT_SECRET_KEY, Settings
 def test_development_needs_no_configuration() -> None:
     settings = Settings(_env_file=None)
     assert settings.environment == "development"
-    assert settings.secret_key == DEFAULT_SECRET_KEY
+    assert settings.secret_key.get_secret_value() == DEFAULT_SECRET_KEY
+    assert DEFAULT_SECRET_KEY not in repr(settings)
 
 
 @pytest.mark.parametrize("environment", ["production", "test"])

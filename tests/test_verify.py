@@ -3,6 +3,7 @@
 import asyncio
 
 import httpx
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.settings import Settings
@@ -82,7 +83,7 @@ async def test_forged_or_missing_tokens_get_a_friendly_page(
 async def test_token_signed_with_another_key_is_refused(
     settings: Settings, mailhog: MailHog
 ) -> None:
-    other = settings.model_copy(update={"secret_key": "another-secret-key-entirely"})
+    other = settings.model_copy(update={"secret_key": SecretStr("another-secret-key-entirely")})
     async with app_client(other) as client:
         await register_via_api(client, "ada")
     link = await _link_from_inbox(mailhog)

@@ -19,7 +19,8 @@ _REGISTERED_COOKIE = "registered"
 
 
 def _csrf(context: ContextDep) -> Csrf:
-    return Csrf(context.settings.secret_key, secure_cookies=context.settings.cookies_secure)
+    settings = context.settings
+    return Csrf(settings.secret_key.get_secret_value(), secure_cookies=settings.cookies_secure)
 
 
 def _form_page(
@@ -172,4 +173,4 @@ async def verify(
 
 
 def _registered_signer(context: ContextDep) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(context.settings.secret_key, salt="registered")
+    return URLSafeTimedSerializer(context.settings.secret_key.get_secret_value(), salt="registered")

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+from pydantic import SecretStr
 
 from backend.settings import Settings
 
@@ -19,7 +20,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment variables that reproduce these settings."""
     return {
-        name.upper(): str(value)
+        name.upper(): value.get_secret_value() if isinstance(value, SecretStr) else str(value)
         for name, value in settings.model_dump().items()
         if value is not None
     }
