@@ -122,12 +122,13 @@ async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-def app_client(settings: Settings) -> "AppClient":
-    return AppClient(settings)
+def app_client(settings: Settings, *, base_url: str = "http://testserver") -> "AppClient":
+    return AppClient(settings, base_url=base_url)
 
 
 class AppClient:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, base_url: str = "http://testserver") -> None:
+        self.base_url = base_url
         self.app = create_app(settings)
         self._lifespan = self.app.router.lifespan_context(self.app)
 
@@ -135,7 +136,7 @@ class AppClient:
         await self._lifespan.__aenter__()
         self._client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=self.app),
-            base_url="http://testserver",
+            base_url=self.base_url,
             event_hooks={"response": [self._background_work_done]},
         )
         return self._client

@@ -3,8 +3,11 @@
 import re
 
 import httpx
+import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from backend.settings import Settings
+from tests.conftest import app_client
 from tests.helpers import PASSWORD, csrf_token, register_via_api, rows
 
 
@@ -123,3 +126,25 @@ async def test_entered_values_are_escaped_when_shown_again(client: httpx.AsyncCl
     assert response.status_code == 422
     assert "<script>alert(1)</script>" not in response.text
     assert 'value="&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"' in response.text
+
+
+@pytest.mark.parametrize(
+    ("base_url", "secure"), [("https://app.example", True), ("http://x", False)]
+)
+async def test_cookies_are_secure_exactly_when_the_site_is_https(
+    settings: Settings, base_url: str, secure: bool
+) -> None:
+    site = settings.model_copy(update={"app_base_url": base_url})
+    async with app_client(site, base_url=base_url) as client:
+        form = await client.get("/register")
+        done = await _submit(
+            client,
+            csrf_token(form.text),
+            username="cookie",
+            email="cookie@example.com",
+            password=PASSWORD,
+        )
+    assert done.status_code == 303  # the csrftoken cookie came back: same scheme rules
+    for cookie in [form.headers["set-cookie"], done.headers["set-cookie"]]:
+        assert "httponly" in cookie.lower() and "samesite=lax" in cookie.lower()
+        assert ("secure" in cookie.lower().split("; ")) is secure
