@@ -66,6 +66,7 @@ class AppContext:
                 retry_cap_seconds=settings.job_retry_cap_seconds,
                 shutdown_grace_seconds=settings.job_shutdown_grace_seconds,
                 retention_days=settings.job_retention_days,
+                concurrency=settings.job_concurrency,
             ),
         )
         return cls(settings, engine, sessionmaker, tokens, runner)

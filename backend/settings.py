@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     job_lease_seconds: float = 60.0
     job_poll_seconds: float = 2.0
     job_batch_size: int = Field(default=50, ge=1)
+    # Batches run at once per process (each its own SMTP connection) when work piles up.
+    job_concurrency: int = Field(default=4, ge=1)
     job_max_attempts: int = Field(default=15, ge=1)
     job_retry_base_seconds: float = 2.0
     job_retry_cap_seconds: float = 600.0
