@@ -1,26 +1,11 @@
 """Read-only views of the queue, for the CLI and for people."""
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.models import JOB_STATUSES, Job
-
-
-@dataclass(frozen=True)
-class JobRow:
-    id: int
-    kind: str
-    status: str
-    attempts: int
-    max_attempts: int
-    run_after: datetime
-    leased_until: datetime | None
-    last_error: str | None
-    created_at: datetime
 
 
 async def status_counts(session: AsyncSession) -> dict[str, int]:
@@ -32,21 +17,9 @@ async def status_counts(session: AsyncSession) -> dict[str, int]:
 
 async def list_jobs(
     session: AsyncSession, *, statuses: Sequence[str], limit: int = 50
-) -> list[JobRow]:
+) -> list[Job]:
+    """The newest jobs in these states, newest first."""
     result = await session.scalars(
         select(Job).where(Job.status.in_(statuses)).order_by(Job.id.desc()).limit(limit)
     )
-    return [
-        JobRow(
-            id=job.id,
-            kind=job.kind,
-            status=job.status,
-            attempts=job.attempts,
-            max_attempts=job.max_attempts,
-            run_after=job.run_after,
-            leased_until=job.leased_until,
-            last_error=job.last_error,
-            created_at=job.created_at,
-        )
-        for job in result
-    ]
+    return list(result)
