@@ -49,7 +49,7 @@ class JobRunner:
         self._handlers = dict(handlers)
         self._config = config
         self._inflight: set[asyncio.Task[int]] = set()
-        self._pollers: list[asyncio.Task[None]] = []
+        self._poller: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
 
     # -- entry points -------------------------------------------------------------------
@@ -78,7 +78,7 @@ class JobRunner:
         return await asyncio.shield(self._track(self._claim_and_run(ids=None)))
 
     async def drain(self) -> int:
-        """Run batches until nothing is due, `concurrency` at a time (tests, benchmarks)."""
+        """Run batches until nothing is due, `concurrency` at a time (a backlog, tests, bench)."""
 
         async def one_lane() -> int:
             total = 0
@@ -89,24 +89,17 @@ class JobRunner:
         return sum(await asyncio.gather(*(one_lane() for _ in range(self._config.concurrency))))
 
     def start(self) -> None:
-        """Start the recovery loop: at once (work left by a stopped server), then on a timer.
-
-        `concurrency` loops claim independently (SKIP LOCKED keeps them apart), so a
-        backlog drains over that many SMTP connections at once.
-        """
-        self._pollers = [
-            asyncio.create_task(self._poll_forever(purges=i == 0), name=f"job-poller-{i}")
-            for i in range(self._config.concurrency)
-        ]
+        """Start the recovery loop: at once (work left by a stopped server), then on a timer."""
+        self._poller = asyncio.create_task(self._poll_forever(), name="job-poller")
 
     async def stop(self) -> None:
         """Graceful shutdown: no new claims; running jobs get a grace period, then are
         interrupted and released, so the next start picks them up. Nothing interrupted
         is marked done."""
         self._stopping.set()
-        for poller in self._pollers:
-            poller.cancel()
-        await asyncio.gather(*self._pollers, return_exceptions=True)
+        if self._poller is not None:
+            self._poller.cancel()
+            await asyncio.gather(self._poller, return_exceptions=True)
         if self._inflight:
             _, pending = await asyncio.wait(
                 self._inflight, timeout=self._config.shutdown_grace_seconds
@@ -144,20 +137,22 @@ class JobRunner:
             )
         return purged
 
-    async def _poll_forever(self, *, purges: bool) -> None:
+    async def _poll_forever(self) -> None:
         next_purge = 0.0
         while not self._stopping.is_set():
             try:
-                if purges and time.monotonic() >= next_purge:
+                if time.monotonic() >= next_purge:
                     next_purge = time.monotonic() + self._config.purge_every_seconds
                     await self.purge()
-                ran = await self.run_due()
+                if await self.run_due() == self._config.batch_size:
+                    # A full batch means a backlog: drain it `concurrency` batches at a time
+                    # (each over its own SMTP connection); idle, one cheap query per poll.
+                    await self.drain()
             except Exception:
                 log.exception("job poll failed; retrying in %ss", self._config.poll_seconds)
-                ran = 0
-            if ran < self._config.batch_size:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), self._config.poll_seconds)
+            # Nothing is due now (or the database is down): wait for the next poll.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._config.poll_seconds)
 
     async def _claim_and_run(self, *, ids: Sequence[int] | None) -> int:
         async with self._sessionmaker() as session:
