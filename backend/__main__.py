@@ -2,44 +2,84 @@
 
 python -m backend jobs [--status pending,running,failed] [--limit 50]
 python -m backend jobs retry JOB_ID
+python -m backend jobs retry --status failed [--kind email.welcome] [--since 2026-11-24T08:00]
 python -m backend audit [--limit 20] [--action email.sent]
 """
 
 import argparse
 import asyncio
+import getpass
 import json
 import sys
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.audit.service import AuditEntry, record_many
 from backend.db import create_engine, create_sessionmaker
-from backend.jobs import inspect, outbox
-from backend.models import AuditLog
+from backend.jobs import admin
+from backend.models import AuditLog, RelayStatus
 from backend.settings import get_settings
 
 
 async def _jobs(session: AsyncSession, args: argparse.Namespace) -> int:
-    if args.retry is not None:
-        if await outbox.retry_failed(session, job_id=args.retry):
-            print(f"job {args.retry} is pending again; a running app picks it up within seconds")
-            return 0
-        print(f"job {args.retry} is not a failed job", file=sys.stderr)
-        return 1
-    counts = await inspect.status_counts(session)
+    for relay in await session.scalars(select(RelayStatus).order_by(RelayStatus.relay)):
+        since = relay.since.isoformat(timespec="seconds")
+        error = f": {relay.last_error}" if relay.last_error and relay.state != "available" else ""
+        print(f"mail relay {relay.relay}: {relay.state} since {since}{error}")
+    counts = await admin.status_counts(session)
     print("  ".join(f"{status}: {count}" for status, count in counts.items()))
-    rows = await inspect.list_jobs(session, statuses=args.status.split(","), limit=args.limit)
+    rows = await admin.list_jobs(session, statuses=args.status.split(","), limit=args.limit)
     if not rows:
         return 0
     print(f"\n{'id':>6}  {'kind':<14} {'status':<9} {'tries':>5}  {'next run / lease':<25} error")
     for row in rows:
         when = row.leased_until if row.status == "running" and row.leased_until else row.run_after
         error = (row.last_error or "").splitlines()[0][:80] if row.last_error else ""
-        tries = f"{row.attempts}/{row.max_attempts}"
         print(
-            f"{row.id:>6}  {row.kind:<14} {row.status:<9} {tries:>5}  "
+            f"{row.id:>6}  {row.kind:<14} {row.status:<9} {row.attempts:>5}  "
             f"{when.isoformat(timespec='seconds'):<25} {error}"
         )
+    return 0
+
+
+async def _retry(session: AsyncSession, args: argparse.Namespace) -> int:
+    if args.job_id is None and args.status is None:
+        print("name a JOB_ID, or choose jobs with --status (and --kind, --since)", file=sys.stderr)
+        return 2
+    try:
+        retried = await admin.retry(
+            session,
+            job_id=args.job_id,
+            status=args.status or "failed",
+            kind=args.kind,
+            since=args.since,
+        )
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    operator = getpass.getuser()
+    await record_many(
+        session,
+        [
+            (
+                job.id,
+                AuditEntry(
+                    action="job.retried",
+                    user_id=None,
+                    details={"kind": job.kind, "by": operator, "last_error": job.last_error},
+                ),
+            )
+            for job in retried
+        ],
+    )
+    await session.commit()
+    if not retried:
+        print("no job matched; nothing was retried", file=sys.stderr)
+        return 1
+    ids = ", ".join(str(job.id) for job in retried[:20]) + (" …" if len(retried) > 20 else "")
+    print(f"{len(retried)} job(s) pending again ({ids}); a running app picks them up at once")
     return 0
 
 
@@ -65,6 +105,11 @@ async def _run(args: argparse.Namespace) -> int:
         await engine.dispose()
 
 
+def _timestamp(value: str) -> datetime:
+    moment = datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m backend",
@@ -73,13 +118,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(required=True)
 
-    jobs = commands.add_parser("jobs", help="list background jobs, or retry a failed one")
-    jobs.set_defaults(command=_jobs, retry=None)
+    jobs = commands.add_parser("jobs", help="the relay's state and the background jobs")
+    jobs.set_defaults(command=_jobs)
     jobs.add_argument("--status", default="pending,running,failed")
     jobs.add_argument("--limit", type=int, default=50)
     jobs_actions = jobs.add_subparsers()
-    retry = jobs_actions.add_parser("retry", help="give a failed job a fresh set of attempts")
-    retry.add_argument("retry", type=int, metavar="JOB_ID")
+    retry = jobs_actions.add_parser(
+        "retry", help="make failed (or pending) jobs due now, with a fresh give-up age; audited"
+    )
+    retry.set_defaults(command=_retry)
+    retry.add_argument("job_id", type=int, nargs="?", metavar="JOB_ID")
+    retry.add_argument("--status", choices=["failed", "pending"])
+    retry.add_argument("--kind", help="only jobs of this kind, e.g. email.welcome")
+    retry.add_argument(
+        "--since", type=_timestamp, help="only jobs created at or after this ISO time (UTC)"
+    )
 
     audit = commands.add_parser("audit", help="show the latest audit_log rows")
     audit.set_defaults(command=_audit)

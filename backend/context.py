@@ -8,8 +8,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from backend.accounts.tokens import VerificationTokens
 from backend.accounts.welcome_email import KIND as WELCOME_EMAIL_KIND
 from backend.accounts.welcome_email import WelcomeEmailHandler
+from backend.audit.job_kind import KIND as AUDIT_KIND
+from backend.audit.job_kind import AuditHandler
 from backend.db import create_engine, create_sessionmaker
-from backend.jobs.handlers import AUDIT_KIND, AuditHandler
 from backend.jobs.runner import JobRunner, RunnerConfig
 from backend.mail.render import EmailRenderer
 from backend.mail.sender import MailSender, SmtpSettings
@@ -24,6 +25,7 @@ class AppContext:
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     tokens: VerificationTokens
+    sender: MailSender
     runner: JobRunner
 
     @classmethod
@@ -45,7 +47,11 @@ class AppContext:
                 starttls=settings.mail_starttls,
                 ssl_tls=settings.mail_ssl_tls,
                 timeout_seconds=settings.mail_timeout_seconds,
-            )
+                send_rate=settings.mail_send_rate,
+                probe_seconds=settings.mail_relay_probe_seconds,
+                idle_seconds=settings.mail_connection_idle_seconds,
+            ),
+            status_sessionmaker=sessionmaker,
         )
         welcome = WelcomeEmailHandler(
             sessionmaker=sessionmaker,
@@ -64,9 +70,17 @@ class AppContext:
                 batch_size=settings.job_batch_size,
                 retry_base_seconds=settings.job_retry_base_seconds,
                 retry_cap_seconds=settings.job_retry_cap_seconds,
+                max_age_hours=settings.job_max_age_hours,
                 shutdown_grace_seconds=settings.job_shutdown_grace_seconds,
                 retention_days=settings.job_retention_days,
                 concurrency=settings.job_concurrency,
             ),
         )
-        return cls(settings, engine, sessionmaker, tokens, runner)
+        # The moment the relay answers again, everything it held is due: look now.
+        sender.relay.on_available(runner.wake)
+        return cls(settings, engine, sessionmaker, tokens, sender, runner)
+
+    async def close(self) -> None:
+        await self.runner.stop()
+        await self.sender.close()
+        await self.engine.dispose()

@@ -34,8 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            await context.runner.stop()
-            await context.engine.dispose()
+            await context.close()
 
     app = FastAPI(
         title="Welcome mail",

@@ -13,7 +13,6 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
-    UniqueConstraint,
     func,
     text,
 )
@@ -50,14 +49,13 @@ class AuditLog(Base):
     # No foreign key on purpose: the trail outlives the users it mentions, and a row about
     # a user deleted meanwhile must still be writable (and keep saying who it was about).
     user_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
-    # The job that wrote the row; unique with the action so a job that runs twice writes once.
-    job_id: Mapped[int | None] = mapped_column(BigInteger)
+    # The job that wrote the row. Rows are written in the transaction that records the job's
+    # outcome, under its lease, so a job that runs twice still writes its row once.
+    job_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
     details: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), index=True
     )
-
-    __table_args__ = (UniqueConstraint("job_id", "action"),)
 
 
 class Job(Base):
@@ -70,12 +68,13 @@ class Job(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
     status: Mapped[str] = mapped_column(String(16), server_default=text("'pending'"))
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
-    max_attempts: Mapped[int] = mapped_column(Integer)
     run_after: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     lease_token: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     leased_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Set by an operator's retry: the give-up age then counts from here.
+    retried_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
@@ -85,4 +84,21 @@ class Job(Base):
         # The two ways a job becomes claimable: due, or its lease ran out.
         Index("ix_jobs_due", "run_after", postgresql_where=text("status = 'pending'")),
         Index("ix_jobs_lease", "leased_until", postgresql_where=text("status = 'running'")),
+    )
+
+
+class RelayStatus(Base):
+    """The mail relay as the senders last saw it, for people (the CLI); one row per relay.
+
+    Written on each change of state, not read by the senders: each process keeps its own
+    view in memory and probes on its own."""
+
+    __tablename__ = "relay_status"
+
+    relay: Mapped[str] = mapped_column(String(255), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    since: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )

@@ -36,6 +36,15 @@ class Settings(BaseSettings):
     mail_batch_size: int = Field(default=50, ge=1)
     # Bounded so a hung SMTP server turns into a retry instead of a stuck job.
     mail_timeout_seconds: int = 15
+    # Most messages this process hands to the relay ("14/second"); empty = no cap.
+    mail_send_rate: str = ""
+    # While the relay is down or refuses us, one probe checks it this often.
+    mail_relay_probe_seconds: float = Field(default=2.0, gt=0)
+    # How long a connection stays open for the next batch once a backlog is drained.
+    mail_connection_idle_seconds: float = Field(default=5.0, ge=0)
+    # Whether the relay takes SMTPUTF8 (RFC 6531): without it, an address with a
+    # non-ASCII local part can never be delivered, so registration refuses it.
+    mail_smtputf8: bool = False
 
     app_base_url: str = "http://localhost:8000"
     # SecretStr: kept out of reprs, logs and tracebacks.
@@ -50,7 +59,9 @@ class Settings(BaseSettings):
     job_batch_size: int = Field(default=50, ge=1)
     # Batches run at once per process (each its own SMTP connection) when work piles up.
     job_concurrency: int = Field(default=4, ge=1)
-    job_max_attempts: int = Field(default=15, ge=1)
+    # A job is given up when its own failures last longer than this (Postfix keeps mail
+    # 5 days: maximal_queue_lifetime). Time the relay was unavailable counts too.
+    job_max_age_hours: float = Field(default=120.0, gt=0)
     job_retry_base_seconds: float = 2.0
     job_retry_cap_seconds: float = 600.0
     job_shutdown_grace_seconds: float = 10.0
@@ -62,7 +73,7 @@ class Settings(BaseSettings):
     def cookies_secure(self) -> bool:
         return urlsplit(self.app_base_url).scheme == "https"
 
-    @field_validator("register_rate_limit")
+    @field_validator("register_rate_limit", "mail_send_rate")
     @classmethod
     def _parse_rate_limit(cls, value: str) -> str:
         if value.strip():

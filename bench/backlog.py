@@ -65,9 +65,9 @@ async def _queue_backlog(context: AppContext, count: int, password_hash: str) ->
         )
         await connection.execute(
             text(
-                "INSERT INTO jobs (kind, payload, max_attempts) "
+                "INSERT INTO jobs (kind, payload) "
                 "SELECT 'email.welcome', jsonb_build_object('user_id', id::text, "
-                "'message_id', '<bench-' || username || '@example.com>'), 10 FROM users"
+                "'message_id', '<bench-' || username || '@example.com>') FROM users"
             )
         )
 
@@ -92,7 +92,7 @@ async def _drain_once(
         assert drained == emails, f"drained {drained} of {emails}"
         return elapsed
     finally:
-        await context.engine.dispose()
+        await context.close()
 
 
 @dataclass

@@ -105,6 +105,7 @@ def make_settings(database_url: str, mail: MailEndpoints, **overrides: Any) -> S
         "job_poll_seconds": 0.2,
         "job_retry_base_seconds": 0.2,
         "job_retry_cap_seconds": 1.0,
+        "mail_relay_probe_seconds": 0.5,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)

@@ -12,6 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from backend.accounts.schemas import RegistrationIn
 from backend.accounts.service import register
+from backend.jobs import outbox
+from backend.jobs.outbox import ClaimedJob
 from backend.settings import Settings
 from tests.helpers import PASSWORD, rows
 from tests.support.smtp_proxy import SmtpProxy
@@ -55,7 +57,7 @@ async def queue_registrations(engine: AsyncEngine, settings: Settings, count: in
                 ),
                 channel="api",
                 sender_address=settings.mail_from,
-                max_attempts=settings.job_max_attempts,
+                smtputf8=settings.mail_smtputf8,
             )
 
 
@@ -99,3 +101,18 @@ async def register_while_smtp_hangs(app_url: str, engine: AsyncEngine, username:
         "SELECT id FROM jobs WHERE kind = 'email.welcome' AND status = 'running'",
         lambda found: len(found) == 1,
     )
+
+
+async def claim_as_worker(
+    engine: AsyncEngine, *, kinds: list[str], lease_seconds: float, limit: int = 10
+) -> list[ClaimedJob]:
+    """Claim due jobs as some other worker would (one that may then die holding them)."""
+    async with async_sessionmaker(engine)() as session:
+        return await outbox.claim(
+            session,
+            lease_seconds=lease_seconds,
+            limit=limit,
+            known_kinds=kinds,
+            ready_kinds=kinds,
+            max_age_seconds=3600,
+        )

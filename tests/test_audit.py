@@ -1,11 +1,16 @@
-"""audit_log rows: written by background work, once per job."""
+"""audit_log rows: written by background work, once per outcome."""
 
-import uuid
+import asyncio
 
 import httpx
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from backend.audit.service import AuditEntry, record
+from backend.audit.job_kind import KIND as AUDIT_KIND
+from backend.audit.job_kind import AuditHandler
+from backend.context import AppContext
+from backend.settings import Settings
+from tests.durability import claim_as_worker
 from tests.helpers import register_via_api, rows
 
 
@@ -28,15 +33,33 @@ async def test_registration_leaves_registered_and_sent_rows(
     assert {a["job_id"] for a in audit} == {j["id"] for j in jobs}
 
 
-async def test_a_job_writes_its_row_once_even_when_run_twice(
-    client: httpx.AsyncClient, engine: AsyncEngine
+async def test_a_worker_that_lost_its_lease_writes_no_audit_row(
+    settings: Settings, engine: AsyncEngine
 ) -> None:
-    user = await register_via_api(client, "ada")
-    entry = AuditEntry("user.registered", uuid.UUID(user["id"]), {"again": True})
-    [job] = await rows(engine, "SELECT job_id FROM audit_log WHERE action = 'user.registered'")
+    # A slow worker and the one that took its job over both finish: one row, the owner's.
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO jobs (kind, payload) VALUES (:kind, "
+                '\'{"action": "test.once", "user_id": null}\'::jsonb)'
+            ),
+            {"kind": AUDIT_KIND},
+        )
+    [slow] = await claim_as_worker(engine, kinds=[AUDIT_KIND], lease_seconds=0.1)
+    await asyncio.sleep(0.3)  # its lease runs out
+    [owner] = await claim_as_worker(engine, kinds=[AUDIT_KIND], lease_seconds=60)
+    assert owner.id == slow.id and owner.lease_token != slow.lease_token
 
-    async with async_sessionmaker(engine)() as session, session.begin():
-        written = await record(session, entry, job_id=job["job_id"])
+    context = AppContext.build(settings)
+    recorder = context.runner._recorder  # the runner's own recording path
+    try:
+        for job in (owner, slow):
+            async for settled, outcome in AuditHandler().run([job]):
+                await recorder.record(settled, outcome, None)
+    finally:
+        await context.close()
 
-    assert written is False
-    assert len(await rows(engine, "SELECT id FROM audit_log WHERE action = 'user.registered'")) == 1
+    assert len(await rows(engine, "SELECT id FROM audit_log WHERE action = 'test.once'")) == 1
+    assert await rows(engine, "SELECT status, attempts FROM jobs") == [
+        {"status": "succeeded", "attempts": 2}
+    ]

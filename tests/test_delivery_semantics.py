@@ -7,7 +7,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from backend.context import AppContext
-from backend.jobs import outbox
+from backend.jobs import admin
 from backend.settings import Settings
 from tests.durability import job_states, queue_registrations, refusing_inserts
 from tests.helpers import rows
@@ -31,7 +31,7 @@ async def test_a_resend_after_a_lost_outcome_has_the_same_message_id_and_one_aud
         await asyncio.sleep(1.1)  # the lease runs out, as it would for a dead worker
         await context.runner.drain()
     finally:
-        await context.engine.dispose()
+        await context.close()
 
     mails = await mailhog.wait_for(2)
     assert len(mails) == 2
@@ -53,7 +53,7 @@ async def test_one_failing_email_does_not_stop_the_others_in_its_batch(
     try:
         assert await context.runner.drain() == 10
     finally:
-        await context.engine.dispose()
+        await context.close()
 
     mails = await mailhog.wait_for(4)
     assert sorted(m.to[0] for m in mails) == [f"user{i:04d}@example.com" for i in (0, 1, 3, 4)]
@@ -62,27 +62,44 @@ async def test_one_failing_email_does_not_stop_the_others_in_its_batch(
     assert await job_states(engine) == {"succeeded": 9, "failed": 1}
 
 
-async def test_an_email_whose_worker_dies_on_every_attempt_is_parked_with_email_failed(
+async def test_an_email_too_old_is_given_up_with_its_real_error_and_again_after_a_retry(
     settings: Settings, engine: AsyncEngine, mailhog: MailHog
 ) -> None:
-    await queue_registrations(engine, settings.model_copy(update={"job_max_attempts": 2}), 1)
-    for _ in range(2):  # two workers in a row take the jobs and die holding them
-        async with async_sessionmaker(engine)() as session:
-            assert len(await outbox.claim(session, lease_seconds=0.2, limit=10)) == 2
-        await asyncio.sleep(0.3)
+    await queue_registrations(engine, settings, 1)
+    async with engine.begin() as connection:
+        # It has been failing for six days; the default give-up age is five.
+        await connection.execute(
+            text(
+                "UPDATE jobs SET created_at = now() - interval '6 days', attempts = 40, "
+                "last_error = '451 4.3.0 mailbox busy' WHERE kind = 'email.welcome'"
+            )
+        )
     context = AppContext.build(settings)
     try:
-        assert await context.runner.run_due() == 2
-    finally:
-        await context.engine.dispose()
+        await context.runner.drain()
+        assert await mailhog.messages() == []  # given up, not attempted once more
+        [job] = await rows(
+            engine, "SELECT id, status, last_error FROM jobs WHERE kind = 'email.welcome'"
+        )
+        assert job["status"] == "failed"
+        assert job["last_error"] == (
+            "gave up after 120 hours in the queue; last error: 451 4.3.0 mailbox busy"
+        )
 
-    assert await mailhog.messages() == []  # parked, not attempted a third time
-    jobs = await rows(engine, "SELECT status, attempts, last_error FROM jobs")
-    assert (
-        jobs
-        == [{"status": "failed", "attempts": 3, "last_error": "lease expired on the last attempt"}]
-        * 2
+        # An operator retries it (fresh age); it fails again for good (its user is gone):
+        # the second give-up writes its own row.
+        async with async_sessionmaker(engine)() as session, session.begin():
+            await session.execute(text("DELETE FROM users"))
+            assert [j.id for j in await admin.retry(session, job_id=job["id"])] == [job["id"]]
+        await context.runner.drain()
+    finally:
+        await context.close()
+
+    failed = await rows(
+        engine, "SELECT job_id, details FROM audit_log WHERE action = 'email.failed' ORDER BY id"
     )
-    [failed] = await rows(engine, "SELECT details FROM audit_log WHERE action = 'email.failed'")
-    assert failed["details"]["error"] == "lease expired on the last attempt"
-    assert failed["details"]["attempts"] == 3
+    assert [f["job_id"] for f in failed] == [job["id"]] * 2
+    assert [f["details"]["error"] for f in failed] == [
+        job["last_error"],
+        "the user no longer exists",
+    ]

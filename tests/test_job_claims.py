@@ -3,34 +3,40 @@ work, the user and its jobs commit together, backoff stays in its bounds."""
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from backend.accounts.schemas import RegistrationIn
 from backend.accounts.service import register
-from backend.audit.service import AuditEntry
+from backend.audit.job_kind import KIND as AUDIT_KIND
+from backend.audit.job_kind import AuditHandler
 from backend.jobs import outbox
-from backend.jobs.handlers import AUDIT_KIND, AuditHandler, Outcome
+from backend.jobs.handlers import Outcome
 from backend.jobs.outbox import ClaimedJob
 from backend.jobs.runner import JobRunner, RunnerConfig
 from backend.settings import Settings
-from tests.durability import job_states, refusing_inserts
+from tests.durability import claim_as_worker, job_states, refusing_inserts
 from tests.helpers import PASSWORD, rows
 
 
-async def _insert_audit_jobs(engine: AsyncEngine, count: int, max_attempts: int = 5) -> None:
+async def _insert_audit_jobs(engine: AsyncEngine, count: int) -> None:
     async with engine.begin() as connection:
         await connection.execute(
             text(
-                "INSERT INTO jobs (kind, payload, max_attempts) "
+                "INSERT INTO jobs (kind, payload) "
                 "SELECT :kind, jsonb_build_object('action', 'test.job', 'details', "
-                "jsonb_build_object('n', n)), :max FROM generate_series(1, :count) AS n"
+                "jsonb_build_object('n', n)) FROM generate_series(1, :count) AS n"
             ),
-            {"kind": AUDIT_KIND, "count": count, "max": max_attempts},
+            {"kind": AUDIT_KIND, "count": count},
         )
 
 
@@ -42,13 +48,19 @@ class CountingHandler:
         self.release = asyncio.Event()
         self.release.set()
 
-    async def __call__(self, jobs: Sequence[ClaimedJob]) -> Sequence[Outcome]:
+    async def run(
+        self, jobs: Sequence[ClaimedJob]
+    ) -> AsyncGenerator[tuple[ClaimedJob, Outcome], None]:
         self.runs.update(job.id for job in jobs)
         await self.release.wait()
-        return await AuditHandler()(jobs)
+        async for settled in AuditHandler().run(jobs):
+            yield settled
 
-    def on_give_up(self, job: ClaimedJob, error: str) -> Sequence[AuditEntry]:
-        return ()
+    async def on_give_up(self, session: AsyncSession, job: ClaimedJob, error: str) -> None:
+        pass
+
+    def ready(self) -> bool:
+        return True
 
 
 @pytest.fixture
@@ -113,8 +125,7 @@ async def test_a_dead_workers_job_is_taken_over_after_its_lease(
 ) -> None:
     await _insert_audit_jobs(engine, 1)
     # A worker claims the job and dies: nothing heartbeats, nothing finishes.
-    async with async_sessionmaker(worker_engines[0])() as session:
-        [dead_claim] = await outbox.claim(session, lease_seconds=0.5, limit=10)
+    [dead_claim] = await claim_as_worker(worker_engines[0], kinds=[AUDIT_KIND], lease_seconds=0.5)
     survivor_handler = CountingHandler()
     survivor = _runner(worker_engines[1], survivor_handler)
 
@@ -145,7 +156,7 @@ async def test_user_and_jobs_commit_together_or_not_at_all(
                 data=data,
                 channel="api",
                 sender_address=settings.mail_from,
-                max_attempts=3,
+                smtputf8=False,
             )
 
     assert await rows(engine, "SELECT id FROM users") == []

@@ -28,7 +28,13 @@ async def _tables(url: str) -> set[str]:
 
 async def test_upgrade_check_downgrade_round_trip(empty_database: str) -> None:
     await run_alembic(empty_database, "upgrade", "head")
-    assert await _tables(empty_database) == {"alembic_version", "users", "audit_log", "jobs"}
+    assert await _tables(empty_database) == {
+        "alembic_version",
+        "users",
+        "audit_log",
+        "jobs",
+        "relay_status",
+    }
 
     await run_alembic(empty_database, "check")  # raises on any drift
 

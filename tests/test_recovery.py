@@ -22,7 +22,7 @@ async def test_jobs_committed_but_never_run_are_run_at_start(
                 data=RegistrationIn(username=name, email=f"{name}@example.com", password=PASSWORD),
                 channel="api",
                 sender_address=settings.mail_from,
-                max_attempts=settings.job_max_attempts,
+                smtputf8=settings.mail_smtputf8,
             )
     assert await mailhog.messages() == []
 

@@ -11,7 +11,8 @@ from backend.accounts.passwords import hash_password
 from backend.accounts.schemas import RegistrationIn
 from backend.accounts.tokens import TokenProblem, VerificationTokens
 from backend.accounts.welcome_email import enqueue_welcome_email
-from backend.jobs.handlers import enqueue_audit
+from backend.audit.job_kind import enqueue_audit
+from backend.mail.addresses import UndeliverableAddress, check_deliverable
 from backend.models import User
 
 USERNAME_TAKEN = "This username is already taken"
@@ -22,10 +23,21 @@ _CONSTRAINT_FIELDS = {
 }
 
 
-class DuplicateUserError(Exception):
+class RegistrationRefused(Exception):
+    """The registration cannot be accepted; `fields` maps each field to its message."""
+
     def __init__(self, fields: dict[str, str]) -> None:
         super().__init__(", ".join(fields.values()))
         self.fields = fields
+
+
+class DuplicateUserError(RegistrationRefused):
+    """The username or the email is taken (409)."""
+
+
+class UndeliverableEmailError(RegistrationRefused):
+    """No email could ever reach this address through our relay (422): refused up front
+    rather than queued as an email that can never be sent."""
 
 
 @dataclass(frozen=True)
@@ -40,13 +52,19 @@ async def register(
     data: RegistrationIn,
     channel: str,
     sender_address: str,
-    max_attempts: int,
+    smtputf8: bool,
 ) -> Registered:
     """Create the user and its background work (welcome email, audit row) in one transaction.
 
     Raises DuplicateUserError naming each taken field. The pre-check gives friendly
     messages; the unique indexes decide races, so two concurrent requests can't both win.
+    Raises UndeliverableEmailError for an address the relay could never deliver to.
     """
+    try:
+        check_deliverable(str(data.email), smtputf8=smtputf8)
+    except UndeliverableAddress as exc:
+        message = f"We cannot send email to this address: {exc}"
+        raise UndeliverableEmailError({"email": message}) from exc
     taken = await _taken_fields(session, username=data.username, email=str(data.email))
     if taken:
         raise DuplicateUserError(taken)
@@ -60,15 +78,12 @@ async def register(
     try:
         await session.flush()
         jobs = [
-            enqueue_welcome_email(
-                session, user=user, sender_address=sender_address, max_attempts=max_attempts
-            ),
+            enqueue_welcome_email(session, user=user, sender_address=sender_address),
             enqueue_audit(
                 session,
                 action="user.registered",
                 user_id=user.id,
                 details={"username": user.username, "email": user.email, "channel": channel},
-                max_attempts=max_attempts,
             ),
         ]
         await session.flush()
@@ -118,7 +133,7 @@ class VerificationResult:
 
 
 async def verify_email(
-    session: AsyncSession, *, token: str, tokens: VerificationTokens, max_attempts: int
+    session: AsyncSession, *, token: str, tokens: VerificationTokens
 ) -> VerificationResult:
     claim = tokens.read(token)
     if claim is TokenProblem.EXPIRED:
@@ -147,7 +162,6 @@ async def verify_email(
         action="user.email_verified",
         user_id=user.id,
         details={"email": user.email},
-        max_attempts=max_attempts,
     )
     await session.flush()
     await session.commit()

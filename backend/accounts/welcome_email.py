@@ -7,18 +7,20 @@ between "SMTP accepted" and "recorded as sent" is recognisable as such.
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from email.utils import make_msgid
+from functools import partial
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.accounts.tokens import VerificationTokens
-from backend.audit.service import AuditEntry
-from backend.jobs.handlers import Done, Failed, Outcome
+from backend.audit.service import AuditEntry, record
+from backend.jobs.handlers import Done, Failed, Held, Outcome
 from backend.jobs.outbox import ClaimedJob, enqueue
+from backend.mail.faults import Fault
 from backend.mail.render import EmailRenderer
-from backend.mail.sender import MailSender, OutgoingEmail, PermanentDeliveryError
+from backend.mail.sender import MailSender, NotDelivered, OutgoingEmail
 from backend.models import Job, User
 
 KIND = "email.welcome"
@@ -26,12 +28,10 @@ KIND = "email.welcome"
 log = logging.getLogger(__name__)
 
 
-def enqueue_welcome_email(
-    session: AsyncSession, *, user: User, sender_address: str, max_attempts: int
-) -> Job:
+def enqueue_welcome_email(session: AsyncSession, *, user: User, sender_address: str) -> Job:
     domain = sender_address.rpartition("@")[2] or "localhost"
     payload = {"user_id": str(user.id), "message_id": make_msgid("welcome", domain=domain)}
-    return enqueue(session, kind=KIND, payload=payload, max_attempts=max_attempts)
+    return enqueue(session, kind=KIND, payload=payload)
 
 
 class WelcomeEmailHandler:
@@ -52,39 +52,48 @@ class WelcomeEmailHandler:
         self._base_url = app_base_url.rstrip("/")
         self._batch_size = batch_size
 
-    async def __call__(self, jobs: Sequence[ClaimedJob]) -> Sequence[Outcome]:
+    def ready(self) -> bool:
+        return self._sender.relay.ready()
+
+    async def run(
+        self, jobs: Sequence[ClaimedJob]
+    ) -> AsyncGenerator[tuple[ClaimedJob, Outcome], None]:
         users = await self._load_users(jobs)
-        outcomes: dict[int, Outcome] = {}
-        ready: list[tuple[ClaimedJob, User, OutgoingEmail]] = []
+        ready: dict[str, tuple[ClaimedJob, User, OutgoingEmail]] = {}
         for job in jobs:
-            user = users.get(job.payload["user_id"])
+            if _user_id(job) is None or not isinstance(job.payload.get("message_id"), str):
+                yield job, Failed(error=f"malformed payload: {job.payload!r}", permanent=True)
+                continue
+            user = users.get(str(job.payload["user_id"]))
             if user is None:
-                outcomes[job.id] = Failed(error="the user no longer exists", permanent=True)
+                yield job, Failed(error="the user no longer exists", permanent=True)
                 continue
             try:
-                ready.append((job, user, self._compose(job, user)))
+                email = self._compose(job, user)
             except Exception as exc:
-                log.exception("rendering the welcome email of job %s failed", job.id)
-                outcomes[job.id] = Failed(error=f"rendering failed: {exc!r}")
+                log.exception("composing the welcome email of job %s failed", job.id)
+                yield job, Failed(error=f"composing failed: {exc!r}")
+                continue
+            ready[email.message_id] = (job, user, email)
         # One SMTP connection per chunk: a backlog drains without a handshake per message.
-        for start in range(0, len(ready), self._batch_size):
-            chunk = ready[start : start + self._batch_size]
-            results = await self._sender.send_batch([email for _, _, email in chunk])
-            for (job, user, email), error in zip(chunk, results, strict=True):
-                outcomes[job.id] = _outcome(job, user, email, error)
-        return [outcomes[job.id] for job in jobs]
+        queue = list(ready.values())
+        for start in range(0, len(queue), self._batch_size):
+            chunk = [email for _, _, email in queue[start : start + self._batch_size]]
+            async for email, problem in self._sender.deliver(chunk):
+                job, user, _ = ready[email.message_id]
+                yield job, _outcome(job, user, email, problem)
 
-    def on_give_up(self, job: ClaimedJob, error: str) -> Sequence[AuditEntry]:
+    async def on_give_up(self, session: AsyncSession, job: ClaimedJob, error: str) -> None:
         details = {
-            "message_id": job.payload["message_id"],
+            "message_id": job.payload.get("message_id"),
             "error": error,
             "attempts": job.attempts,
         }
-        user_id = uuid.UUID(job.payload["user_id"])
-        return [AuditEntry(action="email.failed", user_id=user_id, details=details)]
+        entry = AuditEntry(action="email.failed", user_id=_user_id(job), details=details)
+        await record(session, entry=entry, job_id=job.id)
 
     async def _load_users(self, jobs: Sequence[ClaimedJob]) -> dict[str, User]:
-        ids = [uuid.UUID(job.payload["user_id"]) for job in jobs]
+        ids = [user_id for job in jobs if (user_id := _user_id(job))]
         async with self._sessionmaker() as session:
             rows = await session.scalars(select(User).where(User.id.in_(ids)))
             return {str(user.id): user for user in rows}
@@ -100,16 +109,26 @@ class WelcomeEmailHandler:
         return OutgoingEmail(
             to=user.email,
             to_name=user.username,
-            message_id=job.payload["message_id"],
+            message_id=str(job.payload["message_id"]),
             content=content,
         )
 
 
+def _user_id(job: ClaimedJob) -> uuid.UUID | None:
+    """The job's user, or None when the payload is malformed (that job then fails alone)."""
+    try:
+        return uuid.UUID(str(job.payload["user_id"]))
+    except (KeyError, ValueError):
+        return None
+
+
 def _outcome(
-    job: ClaimedJob, user: User, email: OutgoingEmail, error: BaseException | None
+    job: ClaimedJob, user: User, email: OutgoingEmail, problem: NotDelivered | None
 ) -> Outcome:
-    if error is None:
+    if problem is None:
         details = {"message_id": email.message_id, "to": email.to, "attempt": job.attempts}
-        return Done(audit=[AuditEntry(action="email.sent", user_id=user.id, details=details)])
-    permanent = isinstance(error, PermanentDeliveryError)
-    return Failed(error=f"{type(error).__name__}: {error}", permanent=permanent)
+        entry = AuditEntry(action="email.sent", user_id=user.id, details=details)
+        return Done(write=partial(record, entry=entry, job_id=job.id))
+    if problem.fault.is_relays:
+        return Held(reason=problem.error)
+    return Failed(error=problem.error, permanent=problem.fault is Fault.MESSAGE_REFUSED)

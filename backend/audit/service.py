@@ -1,7 +1,8 @@
 """Writing audit_log rows.
 
-Rows are written by background work. A row carries the job that wrote it, and
-`(job_id, action)` is unique, so a job that runs twice still leaves one row.
+Rows about background work carry the job that wrote them, and are written in the same
+transaction that records the job's outcome, under its lease: a job that runs twice
+(a crash after its effect) still leaves one row.
 """
 
 import uuid
@@ -22,21 +23,19 @@ class AuditEntry:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-async def record(session: AsyncSession, entry: AuditEntry, *, job_id: int | None) -> bool:
-    """Insert the row unless this job already wrote it; True when a row was written."""
-    return await record_many(session, [(job_id, entry)]) == 1
+async def record(session: AsyncSession, *, entry: AuditEntry, job_id: int | None) -> None:
+    """Insert one row in the caller's transaction."""
+    await record_many(session, [(job_id, entry)])
 
 
 async def record_many(
     session: AsyncSession, entries: Sequence[tuple[int | None, AuditEntry]]
-) -> int:
-    """Insert rows in one statement, skipping those their job already wrote; returns how many
-    were written."""
+) -> None:
+    """Insert rows in one statement, in the caller's transaction."""
     if not entries:
-        return 0
-    statement = (
-        insert(AuditLog)
-        .values(
+        return
+    await session.execute(
+        insert(AuditLog).values(
             [
                 {
                     "action": entry.action,
@@ -47,7 +46,4 @@ async def record_many(
                 for job_id, entry in entries
             ]
         )
-        .on_conflict_do_nothing(constraint="uq_audit_log_job_id_action")
-        .returning(AuditLog.id)
     )
-    return len((await session.execute(statement)).all())

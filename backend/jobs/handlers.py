@@ -1,86 +1,64 @@
-"""What a job handler is, and the one handler the jobs package owns: writing audit rows.
+"""What a job handler is: the contract between the queue and the features that use it.
 
-A handler takes a batch of claimed jobs of one kind and returns one outcome per job,
-in order. It performs the side effect (send the email); the runner then records the
-outcome and the outcome's audit entries in one transaction, fenced by the lease.
-Handlers for domain work (the welcome email) live with their domain and are wired
-together in `backend.main`.
+The queue knows no job kind. A feature (the welcome email, the audit entry) registers a
+handler for its kind. The handler takes a batch of claimed jobs of that kind, performs
+their effects, and yields each job's outcome as soon as it is known: the runner records
+it at once (fenced by the lease), so a crash re-runs only what was not yet recorded.
 """
 
-import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.audit.service import AuditEntry
-from backend.jobs.outbox import ClaimedJob, enqueue
-from backend.models import Job
+from backend.jobs.outbox import ClaimedJob
 
-AUDIT_KIND = "audit.write"
+# Rows a handler wants written in the same transaction that records its outcome.
+Write = Callable[[AsyncSession], Awaitable[object]]
 
 
 @dataclass(frozen=True)
 class Done:
-    """The effect happened; these audit entries are written with the job's completion."""
+    """The effect happened; `write` (if any) runs in the transaction that records it."""
 
-    audit: Sequence[AuditEntry] = ()
+    write: Write | None = None
 
 
 @dataclass(frozen=True)
 class Failed:
-    """The effect did not happen. Retried unless permanent or out of attempts."""
+    """The effect did not happen through this job's own fault. Retried with backoff until
+    the job is too old, or given up at once when permanent."""
 
     error: str
     permanent: bool = False
 
 
-Outcome = Done | Failed
+@dataclass(frozen=True)
+class Held:
+    """Not this job's fault: what it needs (the mail relay) is unavailable. The job goes
+    back untouched (the attempt is not counted) and waits until its handler is ready."""
+
+    reason: str
+
+
+Outcome = Done | Failed | Held
 
 
 class Handler(Protocol):
-    async def __call__(self, jobs: Sequence[ClaimedJob]) -> Sequence[Outcome]:
-        """Perform the jobs' effects; one outcome per job, in order."""
+    def run(self, jobs: Sequence[ClaimedJob]) -> AsyncGenerator[tuple[ClaimedJob, Outcome], None]:
+        """Perform the jobs' effects, yielding `(job, outcome)` as each one is settled.
+
+        The runner records an outcome before it asks for the next one, and stops asking
+        when it has lost its lease. One job's bad data must fail that job alone."""
         ...
 
-    def on_give_up(self, job: ClaimedJob, error: str) -> Sequence[AuditEntry]:
-        """Audit entries to write when the job is parked as failed, however that happens
-        (its last attempt failed, a permanent error, or its worker died every time)."""
+    async def on_give_up(self, session: AsyncSession, job: ClaimedJob, error: str) -> None:
+        """Write what a give-up leaves behind (an audit row), in the transaction that parks
+        the job, however that happens. If it raises, the job is parked all the same."""
         ...
 
-
-def enqueue_audit(
-    session: AsyncSession,
-    *,
-    action: str,
-    user_id: uuid.UUID | None,
-    details: dict[str, Any] | None = None,
-    max_attempts: int,
-) -> Job:
-    """Record an audit entry to be written by background work, in the caller's transaction."""
-    payload = {
-        "action": action,
-        "user_id": str(user_id) if user_id else None,
-        "details": details or {},
-    }
-    return enqueue(session, kind=AUDIT_KIND, payload=payload, max_attempts=max_attempts)
-
-
-class AuditHandler:
-    """The row itself is written by the runner, atomically with the job's completion."""
-
-    async def __call__(self, jobs: Sequence[ClaimedJob]) -> Sequence[Outcome]:
-        return [Done(audit=[_entry(job.payload)]) for job in jobs]
-
-    def on_give_up(self, job: ClaimedJob, error: str) -> Sequence[AuditEntry]:
-        return ()  # the entry that could not be written is itself the audit row
-
-
-def _entry(payload: dict[str, Any]) -> AuditEntry:
-    user_id = payload.get("user_id")
-    return AuditEntry(
-        action=str(payload["action"]),
-        user_id=uuid.UUID(user_id) if user_id else None,
-        details=dict(payload.get("details") or {}),
-    )
+    def ready(self) -> bool:
+        """False while what this kind needs is known to be unavailable: its jobs are then
+        left in the queue instead of being claimed and held again and again."""
+        ...

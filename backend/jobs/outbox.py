@@ -1,16 +1,16 @@
-"""The jobs table as a queue: record, claim, finish, retry, release.
+"""The jobs table as a queue: record, claim, heartbeat, finish, retry, hold, release.
 
 A job is recorded in the same transaction as the change it follows, so it exists
 exactly when that change does. Claims take a lease (`leased_until`) under
 `FOR UPDATE SKIP LOCKED`, so any number of processes can share the table; a job
-whose lease ran out (its process died) becomes claimable again. Finishing is
-fenced by the lease token: a worker that lost its lease cannot overwrite the
-outcome recorded by the one that took the job over.
+whose lease ran out (its process died) becomes claimable again. Every write after
+the claim is fenced by the lease token: a worker that lost its lease cannot
+overwrite the outcome recorded by the one that took the job over.
 """
 
 import random
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,24 +25,31 @@ class ClaimedJob:
     id: int
     kind: str
     payload: dict[str, Any]
-    attempts: int  # including this one
-    max_attempts: int
+    attempts: int  # including this one; attempts held back by an unavailable relay don't count
     lease_token: uuid.UUID
+    expired: bool  # older than the give-up age when claimed: give it up, don't run it
+    last_error: str | None
 
 
-def enqueue(session: AsyncSession, *, kind: str, payload: dict[str, Any], max_attempts: int) -> Job:
+def enqueue(session: AsyncSession, *, kind: str, payload: dict[str, Any]) -> Job:
     """Add a job to the session's transaction; it commits (or not) with the caller's work."""
-    job = Job(kind=kind, payload=payload, max_attempts=max_attempts)
+    job = Job(kind=kind, payload=payload)
     session.add(job)
     return job
 
 
+# A job's age counts from its creation, or from an operator's retry. Only kinds this
+# process has a handler for are claimed (a rolling deploy cannot park a new kind), and of
+# those only the ready ones, unless the job is too old and must be given up.
 _CLAIM = """
 WITH picked AS (
     SELECT id FROM jobs
     WHERE ((status = 'pending' AND run_after <= now())
            OR (status = 'running' AND leased_until < now()))
-          {only_ids}
+      AND kind = ANY(:known)
+      AND (kind = ANY(:ready)
+           OR coalesce(retried_at, created_at) < now() - make_interval(secs => :max_age))
+      {only_ids}
     ORDER BY run_after, id
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
@@ -54,7 +61,9 @@ SET status = 'running',
     leased_until = now() + make_interval(secs => :lease)
 FROM picked
 WHERE jobs.id = picked.id
-RETURNING jobs.id, jobs.kind, jobs.payload, jobs.attempts, jobs.max_attempts
+RETURNING jobs.id, jobs.kind, jobs.payload, jobs.attempts, jobs.last_error,
+          coalesce(jobs.retried_at, jobs.created_at) < now() - make_interval(secs => :max_age)
+              AS expired
 """
 
 
@@ -63,11 +72,21 @@ async def claim(
     *,
     lease_seconds: float,
     limit: int,
+    known_kinds: Collection[str],
+    ready_kinds: Collection[str],
+    max_age_seconds: float,
     ids: Sequence[int] | None = None,
 ) -> list[ClaimedJob]:
     """Lease up to `limit` claimable jobs (only among `ids` when given) and commit the lease."""
     token = uuid.uuid4()
-    params: dict[str, Any] = {"limit": limit, "token": token, "lease": lease_seconds}
+    params: dict[str, Any] = {
+        "limit": limit,
+        "token": token,
+        "lease": lease_seconds,
+        "known": list(known_kinds),
+        "ready": list(ready_kinds),
+        "max_age": max_age_seconds,
+    }
     only_ids = ""
     if ids is not None:
         only_ids = "AND id = ANY(:ids)"
@@ -79,8 +98,9 @@ async def claim(
             kind=row.kind,
             payload=row.payload,
             attempts=row.attempts,
-            max_attempts=row.max_attempts,
             lease_token=token,
+            expired=row.expired,
+            last_error=row.last_error,
         )
         for row in rows
     ]
@@ -88,35 +108,42 @@ async def claim(
     return sorted(claimed, key=lambda job: job.id)
 
 
+_FENCE = "lease_token = :token AND status = 'running'"
+
+
 async def extend_leases(
     session: AsyncSession, *, jobs: Sequence[ClaimedJob], lease_seconds: float
-) -> int:
-    """Heartbeat: push the leases of jobs still being worked on; returns how many were ours."""
+) -> set[int]:
+    """Heartbeat: push the leases of jobs still being worked on; returns the ids still ours."""
+    if not jobs:
+        return set()
     result = await session.execute(
         text(
             "UPDATE jobs SET leased_until = now() + make_interval(secs => :lease) "
-            "WHERE id = ANY(:ids) AND lease_token = :token AND status = 'running'"
+            f"WHERE id = ANY(:ids) AND {_FENCE} RETURNING id"
         ),
         {"lease": lease_seconds, "ids": [j.id for j in jobs], "token": jobs[0].lease_token},
     )
+    ours = set(result.scalars())
     await session.commit()
-    return result.rowcount  # type: ignore[attr-defined, no-any-return]
+    return ours
 
 
 async def mark_succeeded(session: AsyncSession, jobs: Sequence[ClaimedJob]) -> set[int]:
     """In the caller's transaction; returns the ids still ours. A job whose lease was lost
     is left alone (its new owner records it), and nothing else should be written for it."""
-    if not jobs:
-        return set()
-    result = await session.execute(
-        text(
-            "UPDATE jobs SET status = 'succeeded', finished_at = now(), last_error = NULL, "
-            "lease_token = NULL, leased_until = NULL "
-            "WHERE id = ANY(:ids) AND lease_token = :token AND status = 'running' RETURNING id"
-        ),
-        {"ids": [job.id for job in jobs], "token": jobs[0].lease_token},
-    )
-    return set(result.scalars())
+    ours: set[int] = set()
+    for token in {job.lease_token for job in jobs}:
+        result = await session.execute(
+            text(
+                "UPDATE jobs SET status = 'succeeded', finished_at = now(), last_error = NULL, "
+                "lease_token = NULL, leased_until = NULL "
+                f"WHERE id = ANY(:ids) AND {_FENCE} RETURNING id"
+            ),
+            {"ids": [job.id for job in jobs if job.lease_token == token], "token": token},
+        )
+        ours.update(result.scalars())
+    return ours
 
 
 async def mark_for_retry(
@@ -126,10 +153,23 @@ async def mark_for_retry(
         text(
             "UPDATE jobs SET status = 'pending', last_error = :error, "
             "run_after = now() + make_interval(secs => :delay), "
-            "lease_token = NULL, leased_until = NULL "
-            "WHERE id = :id AND lease_token = :token AND status = 'running'"
+            f"lease_token = NULL, leased_until = NULL WHERE id = :id AND {_FENCE}"
         ),
         {"id": job.id, "token": job.lease_token, "error": error, "delay": delay_seconds},
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def hold(session: AsyncSession, job: ClaimedJob, *, reason: str) -> bool:
+    """Hand a job back untouched: due at once, the attempt not counted. Its kind's handler
+    keeps it from being claimed again until what it needs is back."""
+    result = await session.execute(
+        text(
+            "UPDATE jobs SET status = 'pending', attempts = greatest(attempts - 1, 0), "
+            "last_error = :reason, run_after = now(), lease_token = NULL, leased_until = NULL "
+            f"WHERE id = :id AND {_FENCE}"
+        ),
+        {"id": job.id, "token": job.lease_token, "reason": reason},
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -139,8 +179,7 @@ async def mark_failed(session: AsyncSession, job: ClaimedJob, *, error: str) -> 
     result = await session.execute(
         text(
             "UPDATE jobs SET status = 'failed', last_error = :error, finished_at = now(), "
-            "lease_token = NULL, leased_until = NULL "
-            "WHERE id = :id AND lease_token = :token AND status = 'running'"
+            f"lease_token = NULL, leased_until = NULL WHERE id = :id AND {_FENCE}"
         ),
         {"id": job.id, "token": job.lease_token, "error": error},
     )
@@ -155,24 +194,11 @@ async def release(session: AsyncSession, jobs: Sequence[ClaimedJob]) -> None:
         text(
             "UPDATE jobs SET status = 'pending', attempts = greatest(attempts - 1, 0), "
             "run_after = now(), lease_token = NULL, leased_until = NULL "
-            "WHERE id = ANY(:ids) AND lease_token = :token AND status = 'running'"
+            f"WHERE id = ANY(:ids) AND {_FENCE}"
         ),
         {"ids": [j.id for j in jobs], "token": jobs[0].lease_token},
     )
     await session.commit()
-
-
-async def retry_failed(session: AsyncSession, *, job_id: int) -> bool:
-    """Operator action: give a parked job a fresh set of attempts."""
-    result = await session.execute(
-        text(
-            "UPDATE jobs SET status = 'pending', attempts = 0, run_after = now(), "
-            "finished_at = NULL WHERE id = :id AND status = 'failed'"
-        ),
-        {"id": job_id},
-    )
-    await session.commit()
-    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def purge_succeeded(session: AsyncSession, *, older_than_days: float) -> int:
@@ -194,8 +220,8 @@ async def purge_succeeded(session: AsyncSession, *, older_than_days: float) -> i
 def backoff_seconds(attempt: int, *, base: float, cap: float) -> float:
     """Exponential backoff with 'equal jitter': between half and all of min(cap, base*2^(n-1)).
 
-    Jitter spreads the retries of a backlog that failed together (an SMTP outage)
-    so they don't all hit the server again in the same second.
+    Jitter spreads the retries of messages that failed together so they don't all hit the
+    server again in the same second.
     """
     ceiling = min(cap, base * 2 ** max(attempt - 1, 0))
     return float(ceiling / 2 + random.uniform(0, ceiling / 2))

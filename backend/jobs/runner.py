@@ -1,25 +1,25 @@
-"""Carrying out jobs: right after a response (`run_now`) and on a timer (`start`).
+"""Carrying out jobs: right after a response (`run_now`), on a wake-up, and on a timer.
 
-Both paths go through the same claim → handle → record cycle, so a job that the
-fast path could not finish (process killed, SMTP down) is finished by the timer
-here or in another process. Every unit runs in its own session and its own error
-handling: nothing a handler does can stop the jobs beside it.
+All paths go through the same claim → handle → record cycle, so a job that the fast
+path could not finish (process killed, relay down) is finished later here or in another
+process. Outcomes are recorded as each job settles, not at the end of its batch.
+Nothing a handler does can stop the jobs beside it.
 """
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from backend.audit.service import record_many as record_audit_many
 from backend.jobs import outbox
-from backend.jobs.handlers import Done, Failed, Handler, Outcome
+from backend.jobs.handlers import Failed, Handler
 from backend.jobs.outbox import ClaimedJob
+from backend.jobs.recorder import OutcomeRecorder
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ class RunnerConfig:
     batch_size: int = 50
     retry_base_seconds: float = 2.0
     retry_cap_seconds: float = 600.0
+    max_age_hours: float = 120.0
     shutdown_grace_seconds: float = 10.0
     retention_days: float = 14.0
     concurrency: int = 4
@@ -48,9 +49,19 @@ class JobRunner:
         self._sessionmaker = sessionmaker
         self._handlers = dict(handlers)
         self._config = config
+        self._recorder = OutcomeRecorder(
+            sessionmaker=sessionmaker,
+            retry_delay=functools.partial(
+                outbox.backoff_seconds,
+                base=config.retry_base_seconds,
+                cap=config.retry_cap_seconds,
+            ),
+            max_age_hours=config.max_age_hours,
+        )
         self._inflight: set[asyncio.Task[int]] = set()
         self._poller: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
 
     # -- entry points -------------------------------------------------------------------
 
@@ -63,6 +74,10 @@ class JobRunner:
         """
         if job_ids and not self._stopping.is_set():
             self._track(self._logged(self._claim_and_run(ids=job_ids), job_ids))
+
+    def wake(self) -> None:
+        """Look for due work now rather than at the next poll (a handler became ready)."""
+        self._wake.set()
 
     async def wait_idle(self) -> None:
         """Wait until the work started so far has finished (tests, benchmarks)."""
@@ -82,7 +97,7 @@ class JobRunner:
 
         async def one_lane() -> int:
             total = 0
-            while count := await self.run_due():
+            while not self._stopping.is_set() and (count := await self.run_due()):
                 total += count
             return total
 
@@ -94,8 +109,7 @@ class JobRunner:
 
     async def stop(self) -> None:
         """Graceful shutdown: no new claims; running jobs get a grace period, then are
-        interrupted and released, so the next start picks them up. Nothing interrupted
-        is marked done."""
+        interrupted: what they delivered is recorded, the rest released for the next start."""
         self._stopping.set()
         if self._poller is not None:
             self._poller.cancel()
@@ -109,6 +123,18 @@ class JobRunner:
             if pending:
                 log.warning("interrupted %d running job batch(es) at shutdown", len(pending))
                 await asyncio.gather(*pending, return_exceptions=True)
+
+    async def purge(self) -> int:
+        """Delete old succeeded jobs (see `outbox.purge_succeeded`); returns how many."""
+        async with self._sessionmaker() as session:
+            purged = await outbox.purge_succeeded(
+                session, older_than_days=self._config.retention_days
+            )
+        if purged:
+            log.info(
+                "purged %d succeeded jobs older than %s days", purged, self._config.retention_days
+            )
+        return purged
 
     # -- the cycle ----------------------------------------------------------------------
 
@@ -125,21 +151,10 @@ class JobRunner:
             log.exception("running jobs %s failed; the poller will pick them up", job_ids)
             return 0
 
-    async def purge(self) -> int:
-        """Delete old succeeded jobs (see `outbox.purge_succeeded`); returns how many."""
-        async with self._sessionmaker() as session:
-            purged = await outbox.purge_succeeded(
-                session, older_than_days=self._config.retention_days
-            )
-        if purged:
-            log.info(
-                "purged %d succeeded jobs older than %s days", purged, self._config.retention_days
-            )
-        return purged
-
     async def _poll_forever(self) -> None:
         next_purge = 0.0
         while not self._stopping.is_set():
+            self._wake.clear()
             try:
                 if time.monotonic() >= next_purge:
                     next_purge = time.monotonic() + self._config.purge_every_seconds
@@ -150,134 +165,103 @@ class JobRunner:
                     await self.drain()
             except Exception:
                 log.exception("job poll failed; retrying in %ss", self._config.poll_seconds)
-            # Nothing is due now (or the database is down): wait for the next poll.
+            # Nothing is due now (or the database is down): wait for a wake-up or the timer.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._config.poll_seconds)
+                await asyncio.wait_for(self._wake.wait(), self._config.poll_seconds)
 
     async def _claim_and_run(self, *, ids: Sequence[int] | None) -> int:
+        if self._stopping.is_set():
+            return 0
         async with self._sessionmaker() as session:
             claimed = await outbox.claim(
                 session,
                 lease_seconds=self._config.lease_seconds,
                 limit=len(ids) if ids is not None else self._config.batch_size,
+                known_kinds=list(self._handlers),
+                ready_kinds=[kind for kind, h in self._handlers.items() if h.ready()],
+                max_age_seconds=self._config.max_age_hours * 3600,
                 ids=ids,
             )
         if claimed:
-            await self._run_claimed(claimed)
+            by_kind: dict[str, list[ClaimedJob]] = {}
+            for job in claimed:
+                by_kind.setdefault(job.kind, []).append(job)
+            # Kinds run side by side: a slow SMTP server must not hold up the audit rows.
+            await asyncio.gather(*(self._run_batch(kind, jobs) for kind, jobs in by_kind.items()))
         return len(claimed)
 
-    async def _run_claimed(self, claimed: Sequence[ClaimedJob]) -> None:
-        heartbeat = asyncio.create_task(self._heartbeat(claimed))
+    async def _run_batch(self, kind: str, jobs: list[ClaimedJob]) -> None:
+        handler = self._handlers[kind]
+        unsettled = {job.id: job for job in jobs}
+        lost = asyncio.Event()
+        heartbeat = asyncio.create_task(self._heartbeat(unsettled, lost))
+        recording: asyncio.Task[None] | None = None
         try:
-            by_kind: dict[str, list[ClaimedJob]] = defaultdict(list)
-            for job in claimed:
-                by_kind[job.kind].append(job)
-            # Kinds run side by side: a slow SMTP server must not hold up the audit rows.
-            await asyncio.gather(*(self._run_kind(kind, jobs) for kind, jobs in by_kind.items()))
+            for job in [job for job in jobs if job.expired]:
+                await self._settle(unsettled, job, Failed(error=job.last_error or "never sent"))
+            runnable = [job for job in jobs if not job.expired]
+            if not runnable:
+                return
+            async with contextlib.aclosing(handler.run(runnable)) as stream:
+                try:
+                    async for job, outcome in stream:
+                        # Off the heartbeat's list first: a recorded job is no longer leased.
+                        unsettled.pop(job.id, None)
+                        recording = asyncio.ensure_future(
+                            self._recorder.record(job, outcome, handler)
+                        )
+                        # Shielded: an interrupted batch still records what it delivered.
+                        await asyncio.shield(recording)
+                        recording = None
+                        if lost.is_set():
+                            log.warning("lost the lease of a %s batch; it stops sending", kind)
+                            break
+                except Exception as exc:
+                    log.exception("the %s handler raised", kind)
+                    error = Failed(error=f"{type(exc).__name__}: {exc}")
+                    for job in list(unsettled.values()):
+                        await self._settle(unsettled, job, error)
+            if lost.is_set():
+                # Fenced: only the jobs still ours go back to the queue.
+                await self._release(list(unsettled.values()))
+                return
+            for job in list(unsettled.values()):
+                await self._settle(unsettled, job, Failed(error="the handler gave no outcome"))
         except asyncio.CancelledError:
-            await asyncio.shield(self._release_unfinished(claimed))
+            if recording is not None:
+                with contextlib.suppress(Exception):
+                    await recording
+            await asyncio.shield(self._release(list(unsettled.values())))
             raise
         finally:
             heartbeat.cancel()
 
-    async def _run_kind(self, kind: str, jobs: list[ClaimedJob]) -> None:
-        runnable = [job for job in jobs if job.attempts <= job.max_attempts]
-        handler = self._handlers.get(kind)
-        for job in jobs:
-            if job.attempts > job.max_attempts:
-                # Claimed again after its lease ran out on the last attempt (its worker died
-                # mid-run each time): stop here rather than loop forever.
-                await self._record(job, Failed(error="lease expired on the last attempt"), handler)
-        outcomes: Sequence[Outcome]
-        if handler is None:
-            outcomes = [Failed(error=f"no handler for job kind {kind!r}", permanent=True)] * len(
-                runnable
-            )
-        elif runnable:
-            try:
-                outcomes = await handler(runnable)
-            except Exception as exc:
-                log.exception("handler for %s raised", kind)
-                outcomes = [Failed(error=f"{type(exc).__name__}: {exc}")] * len(runnable)
-        else:
-            outcomes = []
-        results = list(zip(runnable, outcomes, strict=True))
-        await self._record_done([(job, o) for job, o in results if isinstance(o, Done)])
-        for job, outcome in results:
-            if isinstance(outcome, Failed):
-                await self._record(job, outcome, handler)
-
-    async def _record_done(self, done: Sequence[tuple[ClaimedJob, Done]]) -> None:
-        """A batch's successes in one transaction: a backlog isn't a commit per email."""
-        if not done:
-            return
-        try:
-            async with self._sessionmaker() as session, session.begin():
-                await _finish(session, done)
-        except Exception:
-            log.exception("recording %d finished jobs failed; recording them one by one", len(done))
-            for job, outcome in done:
-                await self._record(job, outcome)
-
-    async def _record(
-        self, job: ClaimedJob, outcome: Outcome, handler: Handler | None = None
+    async def _settle(
+        self, unsettled: dict[int, ClaimedJob], job: ClaimedJob, outcome: Failed
     ) -> None:
-        """Store one job's outcome and its audit rows in one transaction. Never raises."""
-        try:
-            async with self._sessionmaker() as session, session.begin():
-                await self._record_in(session, job, outcome, handler)
-        except Exception:
-            # The lease will run out and the job will be run again: at least once.
-            log.exception("could not record the outcome of job %s", job.id)
+        await self._recorder.record(job, outcome, self._handlers.get(job.kind))
+        unsettled.pop(job.id, None)
 
-    async def _record_in(
-        self, session: AsyncSession, job: ClaimedJob, outcome: Outcome, handler: Handler | None
-    ) -> None:
-        if isinstance(outcome, Done):
-            await _finish(session, [(job, outcome)])
-            return
-        gives_up = outcome.permanent or job.attempts >= job.max_attempts
-        if gives_up:
-            if await outbox.mark_failed(session, job, error=outcome.error):
-                entries = handler.on_give_up(job, outcome.error) if handler else ()
-                await record_audit_many(session, [(job.id, entry) for entry in entries])
-                log.error("job %s (%s) failed for good: %s", job.id, job.kind, outcome.error)
-            return
-        delay = outbox.backoff_seconds(
-            job.attempts, base=self._config.retry_base_seconds, cap=self._config.retry_cap_seconds
-        )
-        await outbox.mark_for_retry(session, job, error=outcome.error, delay_seconds=delay)
-        log.warning(
-            "job %s (%s) attempt %d/%d failed, retry in %.1fs: %s",
-            *(job.id, job.kind, job.attempts, job.max_attempts, delay, outcome.error),
-        )
-
-    async def _heartbeat(self, jobs: Sequence[ClaimedJob]) -> None:
+    async def _heartbeat(self, unsettled: dict[int, ClaimedJob], lost: asyncio.Event) -> None:
         interval = self._config.lease_seconds / 3
         while True:
             await asyncio.sleep(interval)
+            jobs = list(unsettled.values())
             try:
                 async with self._sessionmaker() as session:
-                    await outbox.extend_leases(
+                    ours = await outbox.extend_leases(
                         session, jobs=jobs, lease_seconds=self._config.lease_seconds
                     )
             except Exception:
                 log.exception("lease heartbeat failed")
+                continue
+            if any(job.id not in ours and job.id in unsettled for job in jobs):
+                lost.set()
+                return
 
-    async def _release_unfinished(self, jobs: Sequence[ClaimedJob]) -> None:
+    async def _release(self, jobs: Sequence[ClaimedJob]) -> None:
         try:
             async with self._sessionmaker() as session:
                 await outbox.release(session, jobs)
         except Exception:
             log.exception("could not release interrupted jobs; their leases will expire")
-
-
-async def _finish(session: AsyncSession, done: Sequence[tuple[ClaimedJob, Done]]) -> None:
-    ours = await outbox.mark_succeeded(session, [job for job, _ in done])
-    for job, _ in done:
-        if job.id not in ours:
-            log.warning("job %s finished after its lease was taken over", job.id)
-    entries = [
-        (job.id, entry) for job, outcome in done if job.id in ours for entry in outcome.audit
-    ]
-    await record_audit_many(session, entries)

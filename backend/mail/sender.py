@@ -1,30 +1,36 @@
-"""Sending rendered emails through fastapi-mail.
+"""Sending rendered emails through fastapi-mail, the way a mail transfer agent would.
 
-fastapi-mail builds the MIME message and opens the SMTP connection. Two things are
-done here on top of it, because its defaults don't fit durable delivery:
+fastapi-mail builds the MIME message and opens the SMTP connections. On top of it:
 - the `Message-ID` is ours (chosen when the email was queued, stable across retries),
   replacing fastapi-mail's random one instead of adding a second header;
-- a batch goes over one connection, with an outcome per message, so one refused
-  recipient does not fail or hide the delivery of the others.
+- a batch goes over one connection (reused across batches while a backlog drains),
+  each message with its own outcome, reported the moment the relay answers it;
+- a failure is classified by where it happened (`faults.py`): the relay's problems
+  stop the batch and are reported to the relay monitor, which holds all sending until
+  a probe finds the relay back; a message's problems are that message's alone;
+- the pace is capped per process (`MAIL_SEND_RATE`).
 """
 
 import logging
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from email.message import Message
 
 import aiosmtplib
 from fastapi_mail import ConnectionConfig, FastMail, MessageSchema, MessageType
-from fastapi_mail.connection import Connection
 from fastapi_mail.schemas import MultipartSubtypeEnum
 from pydantic import NameEmail
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from backend.mail.addresses import smtp_address
+from backend.mail.connections import ConnectionPool, quit_quietly
+from backend.mail.faults import Fault, classify, unwrap
+from backend.mail.pace import SendPace
+from backend.mail.relay import RelayMonitor
 from backend.mail.render import RenderedEmail
 
 log = logging.getLogger(__name__)
-
-
-class PermanentDeliveryError(Exception):
-    """The server refused the message for good (5xx): retrying cannot help."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,12 @@ class OutgoingEmail:
     to_name: str
     message_id: str
     content: RenderedEmail
+
+
+@dataclass(frozen=True)
+class NotDelivered:
+    fault: Fault
+    error: str
 
 
 @dataclass(frozen=True)
@@ -46,10 +58,19 @@ class SmtpSettings:
     starttls: bool = False
     ssl_tls: bool = False
     timeout_seconds: int = 15
+    send_rate: str = ""
+    probe_seconds: float = 2.0
+    idle_seconds: float = 5.0
 
 
 class MailSender:
-    def __init__(self, smtp: SmtpSettings) -> None:
+    def __init__(
+        self,
+        smtp: SmtpSettings,
+        *,
+        status_sessionmaker: async_sessionmaker[AsyncSession] | None = None,
+    ) -> None:
+        self._smtp = smtp
         self._config = ConnectionConfig(
             MAIL_SERVER=smtp.server,
             MAIL_PORT=smtp.port,
@@ -64,6 +85,14 @@ class MailSender:
             TIMEOUT=smtp.timeout_seconds,
         )
         self._fastmail = FastMail(self._config)
+        self._pool = ConnectionPool(self._config, idle_seconds=smtp.idle_seconds)
+        self._pace = SendPace(smtp.send_rate)
+        self.relay = RelayMonitor(
+            name=f"{smtp.server}:{smtp.port}",
+            probe=self.probe,
+            probe_seconds=smtp.probe_seconds,
+            sessionmaker=status_sessionmaker,
+        )
 
     async def build(self, email: OutgoingEmail) -> Message:
         schema = MessageSchema(
@@ -80,57 +109,106 @@ class MailSender:
         message.replace_header("Message-ID", email.message_id)
         return message
 
-    async def send_batch(self, emails: list[OutgoingEmail]) -> list[BaseException | None]:
-        """Send over one SMTP connection; returns one outcome per email, None for delivered.
+    async def deliver(
+        self, emails: Sequence[OutgoingEmail]
+    ) -> AsyncIterator[tuple[OutgoingEmail, NotDelivered | None]]:
+        """Send, yielding each email's outcome (None: the relay accepted it) as it comes.
 
-        Never raises for a delivery problem: a connection failure is every email's outcome.
+        Stops asking the relay as soon as it fails us; what was not sent is then yielded
+        as held by the relay. Stopping the iteration (`aclose`) stops sending at once.
         """
-        outcomes: list[BaseException | None] = []
+        pending = deque(emails)
+        # A dropped or refused connection is retried once at once: flaky relays drop
+        # single connections; two failures in a row mean the relay is down.
+        connection_failures = 0
+        while pending:
+            if not self.relay.ready():
+                held = NotDelivered(Fault.RELAY_UNAVAILABLE, self._held_reason())
+                while pending:
+                    yield pending.popleft(), held
+                return
+            try:
+                smtp = await self._pool.acquire()
+            except Exception as exc:
+                connection_failures += 1
+                fault = classify(exc)
+                if fault is Fault.RELAY_UNAVAILABLE and connection_failures < 2:
+                    continue
+                # Failing to connect is never the message's fault.
+                self.relay.report(
+                    fault if fault.is_relays else Fault.RELAY_UNAVAILABLE, _describe(exc)
+                )
+                continue
+            reusable = False
+            try:
+                while pending:
+                    email = pending[0]
+                    await self._pace.wait_turn()
+                    error = await self._send_one(smtp, email)
+                    if error is None:
+                        pending.popleft()
+                        connection_failures = 0
+                        self.relay.report_delivered()
+                        yield email, None
+                        continue
+                    fault = classify(error)
+                    if fault is Fault.RELAY_UNAVAILABLE and connection_failures == 0:
+                        connection_failures += 1
+                        break  # reconnect once before calling the relay down
+                    if fault.is_relays:
+                        self.relay.report(fault, _describe(error))
+                        break
+                    pending.popleft()
+                    if fault is Fault.UNEXPECTED:
+                        log.error(
+                            "sending %s failed unexpectedly", email.message_id, exc_info=error
+                        )
+                    yield email, NotDelivered(fault, _describe(error))
+                    if fault is Fault.UNEXPECTED and not await _reset(smtp):
+                        break
+                else:
+                    reusable = True
+            finally:
+                self._pool.give_back(smtp, reusable=reusable)
+
+    async def probe(self) -> None:
+        """Check the relay as a send would, short of sending: connect, EHLO, AUTH (when
+        configured) and MAIL FROM, then RSET and QUIT. Raises what the relay answered."""
+        smtp = await self._pool.open()
         try:
-            async with Connection(self._config) as connection:
-                smtp: aiosmtplib.SMTP = connection.session
-                for email in emails:
-                    if not smtp.is_connected:
-                        raise aiosmtplib.SMTPServerDisconnected("connection lost mid-batch")
-                    outcomes.append(await self._send_one(smtp, email))
-        except Exception as exc:
-            # Connecting failed, or the connection broke: what wasn't sent gets this error.
-            # (An error from QUIT after everything was sent changes nothing.)
-            outcomes.extend([exc] * (len(emails) - len(outcomes)))
-        return outcomes
+            await smtp.ehlo()
+            await smtp.mail(smtp_address(self._smtp.sender))
+            await smtp.rset()
+        finally:
+            await quit_quietly(smtp)
+
+    async def close(self) -> None:
+        await self.relay.close()
+        await self._pool.close()
 
     async def _send_one(self, smtp: aiosmtplib.SMTP, email: OutgoingEmail) -> BaseException | None:
         try:
-            message = await self.build(email)
+            await smtp.send_message(await self.build(email))
         except Exception as exc:
-            return PermanentDeliveryError(f"could not build the message: {exc!r}")
-        return await _deliver(smtp, message)
+            return exc
+        return None
+
+    def _held_reason(self) -> str:
+        return f"held: mail relay {self.relay.state.value}: {self.relay.last_error}"
 
 
-async def _deliver(smtp: aiosmtplib.SMTP, message: Message) -> BaseException | None:
+def _describe(exc: BaseException) -> str:
+    exc = unwrap(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def _reset(smtp: aiosmtplib.SMTP) -> bool:
+    """After an unexpected failure the session's state is unknown: RSET, or start anew."""
     try:
-        await smtp.send_message(message)
-    except aiosmtplib.SMTPRecipientsRefused as exc:
-        if all(r.code >= 500 for r in exc.recipients):
-            return PermanentDeliveryError(str(exc))
-        return exc
-    except aiosmtplib.SMTPResponseException as exc:
-        if exc.code >= 500:
-            return PermanentDeliveryError(f"{exc.code} {exc.message}")
-        return exc
-    return None
-
-
-def smtp_address(address: str) -> str:
-    """The address with its domain in ASCII (IDNA): `bücher.example` → `xn--bcher-kva.example`.
-
-    Servers without SMTPUTF8 (most relays, MailHog) refuse a non-ASCII domain.
-    """
-    local, _, domain = address.rpartition("@")
-    try:
-        return f"{local}@{domain.encode('idna').decode('ascii')}"
-    except UnicodeError:
-        return address
+        await smtp.rset()
+    except Exception:
+        return False
+    return True
 
 
 def _unwrap_related(message: Message) -> Message:

@@ -5,7 +5,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from backend.accounts.schemas import RegistrationIn, UserOut
-from backend.accounts.service import DuplicateUserError, register
+from backend.accounts.service import DuplicateUserError, RegistrationRefused, register
 from backend.web.deps import ContextDep, LimiterDep, SessionDep
 
 router = APIRouter(prefix="/api", tags=["registration"])
@@ -55,15 +55,21 @@ async def register_user(
             data=data,
             channel="api",
             sender_address=context.settings.mail_from,
-            max_attempts=context.settings.job_max_attempts,
+            smtputf8=context.settings.mail_smtputf8,
         )
-    except DuplicateUserError as exc:
-        conflict = ConflictOut(
+    except RegistrationRefused as exc:
+        duplicate = isinstance(exc, DuplicateUserError)
+        refusal = ConflictOut(
             detail=[
-                FieldError(loc=["body", field], msg=message, type="conflict")
+                FieldError(
+                    loc=["body", field],
+                    msg=message,
+                    type="conflict" if duplicate else "undeliverable",
+                )
                 for field, message in exc.fields.items()
             ]
         )
-        return JSONResponse(conflict.model_dump(), status_code=status.HTTP_409_CONFLICT)
+        code = status.HTTP_409_CONFLICT if duplicate else status.HTTP_422_UNPROCESSABLE_CONTENT
+        return JSONResponse(refusal.model_dump(), status_code=code)
     background.add_task(context.runner.run_now, registered.job_ids)
     return UserOut.model_validate(registered.user)

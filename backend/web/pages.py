@@ -8,7 +8,13 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from pydantic import ValidationError
 
 from backend.accounts.schemas import RegistrationIn
-from backend.accounts.service import DuplicateUserError, Verification, register, verify_email
+from backend.accounts.service import (
+    DuplicateUserError,
+    RegistrationRefused,
+    Verification,
+    register,
+    verify_email,
+)
 from backend.web.csrf import Csrf
 from backend.web.deps import ContextDep, LimiterDep, SessionDep, templates
 from backend.web.errors import field_messages
@@ -109,12 +115,11 @@ async def register_submit(
             data=data,
             channel="form",
             sender_address=settings.mail_from,
-            max_attempts=settings.job_max_attempts,
+            smtputf8=settings.mail_smtputf8,
         )
-    except DuplicateUserError as exc:
-        return _form_page(
-            request, context, status_code=status.HTTP_409_CONFLICT, values=values, errors=exc.fields
-        )
+    except RegistrationRefused as exc:
+        code = 409 if isinstance(exc, DuplicateUserError) else 422
+        return _form_page(request, context, status_code=code, values=values, errors=exc.fields)
     background.add_task(context.runner.run_now, registered.job_ids)
     response = RedirectResponse("/register/done", status_code=status.HTTP_303_SEE_OTHER)
     response.set_cookie(
@@ -154,7 +159,6 @@ async def verify(
         session,
         token=token,
         tokens=context.tokens,
-        max_attempts=context.settings.job_max_attempts,
     )
     if result.job_ids:
         background.add_task(context.runner.run_now, list(result.job_ids))

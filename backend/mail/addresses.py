@@ -1,0 +1,33 @@
+"""Addresses as SMTP needs them.
+
+Domains go to ASCII with IDNA 2008 (the `idna` package, UTS #46 non-transitional):
+Python's own "idna" codec is IDNA 2003, which maps `straße.de` to `strasse.de`, a
+different domain. A non-ASCII local part can only travel over SMTPUTF8 (RFC 6531).
+"""
+
+import idna
+
+
+class UndeliverableAddress(ValueError):
+    """No relay we are configured for could ever deliver to this address."""
+
+
+def smtp_address(address: str) -> str:
+    """The address with its domain in ASCII: `bücher.example` → `xn--bcher-kva.example`."""
+    local, _, domain = address.rpartition("@")
+    if domain.isascii():
+        return address
+    try:
+        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
+    except idna.IDNAError as exc:
+        raise UndeliverableAddress(f"the domain {domain!r} is not a valid IDNA 2008 name") from exc
+
+
+def check_deliverable(address: str, *, smtputf8: bool) -> None:
+    """Raise UndeliverableAddress when no message to `address` could be sent."""
+    local = smtp_address(address).rpartition("@")[0]
+    if not local.isascii() and not smtputf8:
+        raise UndeliverableAddress(
+            "the mail server cannot deliver to addresses with non-ASCII characters "
+            "before the @ (it lacks SMTPUTF8)"
+        )

@@ -1,0 +1,94 @@
+"""What an SMTP failure means, by where it happened: the relay's problem or the message's.
+
+A mail transfer agent never blames a message for how the relay felt at one moment:
+- the relay is unavailable (refused, timed out, dropped, no greeting, 421, TLS): wait
+  for it, probing, and send everything as soon as it answers;
+- the relay refuses us (5xx at EHLO, AUTH or MAIL FROM, or an account-level refusal
+  after DATA): a configuration or account problem, held and loudly reported;
+- the relay asks us to slow down (a 4xx saying so): the whole queue pauses a while;
+- this message is refused (5xx at RCPT TO, or after DATA for the message itself):
+  permanent for that message only;
+- any other 4xx for one message: retry that message with backoff;
+- anything unexpected: that message fails alone, and is retried with backoff.
+"""
+
+import enum
+import re
+
+import aiosmtplib
+from fastapi_mail.errors import ConnectionErrors
+
+
+class Fault(enum.Enum):
+    RELAY_UNAVAILABLE = "relay unavailable"
+    RELAY_REFUSES_US = "relay refuses us"
+    RELAY_THROTTLED = "relay throttled"
+    MESSAGE_REFUSED = "message refused"
+    MESSAGE_TRANSIENT = "message transient"
+    UNEXPECTED = "unexpected"
+
+    @property
+    def is_relays(self) -> bool:
+        return self in (Fault.RELAY_UNAVAILABLE, Fault.RELAY_REFUSES_US, Fault.RELAY_THROTTLED)
+
+
+# Providers word "slow down" in many ways (Gmail 421 4.7.28, SES 454 Throttling, "try
+# again later", "too many connections/messages"); the enhanced code 4.7.x is policy.
+_SLOW_DOWN = re.compile(r"too many|try (again )?later|throttl|rate limit|slow down", re.I)
+# A 5xx after DATA is usually about the message (552 too big, 5.6.x content), but some
+# are about the account: SES "554 Sending paused", quota and suspension refusals.
+_ACCOUNT_LEVEL = re.compile(r"paus|suspend|quota|account|not authori[sz]ed|daily", re.I)
+
+
+def unwrap(exc: BaseException) -> BaseException:
+    """fastapi-mail wraps every connection failure in ConnectionErrors; the cause is inside."""
+    while isinstance(exc, ConnectionErrors) and (exc.__cause__ or exc.__context__):
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return exc
+
+
+def classify(exc: BaseException) -> Fault:
+    exc = unwrap(exc)
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        codes = [refusal.code for refusal in exc.recipients]
+        if any(_SLOW_DOWN.search(refusal.message) for refusal in exc.recipients):
+            return Fault.RELAY_THROTTLED
+        return Fault.MESSAGE_REFUSED if min(codes) >= 500 else Fault.MESSAGE_TRANSIENT
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return _by_reply(exc)
+    if isinstance(exc, aiosmtplib.SMTPNotSupported):
+        # The message needs an extension the relay lacks (SMTPUTF8 for a non-ASCII address).
+        return Fault.MESSAGE_REFUSED
+    if isinstance(exc, aiosmtplib.SMTPServerDisconnected | aiosmtplib.SMTPConnectError):
+        return Fault.RELAY_UNAVAILABLE
+    if isinstance(exc, OSError):  # refused, reset, unreachable, timed out, ssl.SSLError
+        return Fault.RELAY_UNAVAILABLE
+    return Fault.UNEXPECTED
+
+
+def _by_reply(exc: aiosmtplib.SMTPResponseException) -> Fault:
+    code, text = exc.code, exc.message or ""
+    if 400 <= code < 500 and _SLOW_DOWN.search(text):
+        return Fault.RELAY_THROTTLED
+    if code == 421 or (isinstance(exc, aiosmtplib.SMTPConnectResponseError) and code < 500):
+        # 421: "service not available, closing transmission channel", at any stage.
+        return Fault.RELAY_UNAVAILABLE
+    stage_of_session = isinstance(
+        exc,
+        aiosmtplib.SMTPConnectResponseError
+        | aiosmtplib.SMTPHeloError
+        | aiosmtplib.SMTPAuthenticationError,
+    )
+    if stage_of_session:
+        # Nothing can be sent on this session: the relay's problem, not the message's.
+        return Fault.RELAY_REFUSES_US if code >= 500 else Fault.RELAY_UNAVAILABLE
+    if isinstance(exc, aiosmtplib.SMTPSenderRefused):
+        # MAIL FROM names only us: a refusal there is about our sender or our account.
+        return Fault.RELAY_REFUSES_US if code >= 500 else Fault.MESSAGE_TRANSIENT
+    if code >= 500:
+        if isinstance(exc, aiosmtplib.SMTPDataError) and _ACCOUNT_LEVEL.search(text):
+            return Fault.RELAY_REFUSES_US
+        return Fault.MESSAGE_REFUSED
+    if code >= 400:
+        return Fault.MESSAGE_TRANSIENT
+    return Fault.UNEXPECTED
