@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,6 +17,7 @@ from backend.jobs import outbox
 from backend.jobs.outbox import ClaimedJob
 from backend.settings import Settings
 from tests.helpers import PASSWORD, rows
+from tests.support.mailhog import Delivered
 from tests.support.smtp_proxy import SmtpProxy
 
 
@@ -116,3 +118,32 @@ async def claim_as_worker(
             ready_kinds=kinds,
             max_age_seconds=3600,
         )
+
+
+async def queue_backlog(engine: AsyncEngine, count: int, *, prefix: str = "backlog") -> None:
+    """A backlog of welcome emails as an outage leaves it, written straight in SQL (hashing
+    hundreds of passwords would only slow the test down)."""
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO users (id, username, email, password_hash) "
+                "SELECT gen_random_uuid(), :prefix || n, :prefix || n || '@example.com', 'x' "
+                "FROM generate_series(1, :count) AS n"
+            ),
+            {"count": count, "prefix": prefix},
+        )
+        await connection.execute(
+            text(
+                "INSERT INTO jobs (kind, payload) "
+                "SELECT 'email.welcome', jsonb_build_object('user_id', id::text, "
+                "'message_id', '<' || username || '@welcome.test>') FROM users "
+                "WHERE username LIKE :prefix || '%'"
+            ),
+            {"prefix": prefix},
+        )
+
+
+def duplicates(messages: list[Delivered]) -> int:
+    """Copies beyond the first of each Message-ID, counted at the SMTP server."""
+    ids = Counter(m.message_ids[0] for m in messages)
+    return sum(n - 1 for n in ids.values())
