@@ -32,6 +32,8 @@ from backend.mail.render import RenderedEmail
 
 log = logging.getLogger(__name__)
 
+_STAND_IN = "smtputf8-recipient@stand-in.invalid"
+
 
 @dataclass(frozen=True)
 class OutgoingEmail:
@@ -95,8 +97,13 @@ class MailSender:
         )
 
     async def build(self, email: OutgoingEmail) -> Message:
+        recipient = smtp_address(email.to)
+        # fastapi-mail formats the To header with email.utils.formataddr, which cannot
+        # take a non-ASCII local part: build with a stand-in, then put the real address
+        # in (aiosmtplib then sends it with SMTPUTF8, which the relay must offer).
+        stand_in = recipient if recipient.isascii() else _STAND_IN
         schema = MessageSchema(
-            recipients=[NameEmail(email.to_name, smtp_address(email.to))],
+            recipients=[NameEmail(email.to_name, stand_in)],
             subject=email.content.subject,
             body=email.content.text,
             alternative_body=email.content.html,
@@ -107,6 +114,8 @@ class MailSender:
         assert isinstance(built, Message)
         message = _unwrap_related(built)
         message.replace_header("Message-ID", email.message_id)
+        if stand_in != recipient:
+            message.replace_header("To", str(message["To"]).replace(stand_in, recipient))
         return message
 
     async def deliver(
