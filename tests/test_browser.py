@@ -10,6 +10,7 @@ import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 pytest.importorskip("playwright")
@@ -217,3 +218,41 @@ async def test_invalid_input_shows_field_errors_and_keeps_the_username(
     await expect(password).to_have_value("")
     await _screenshot(page, shots / "5-form-errors.png")
     assert await rows(engine, "SELECT id FROM users") == []
+
+
+async def test_inbox_switch_turns_the_chaos_monkey_on_and_off(
+    mail_endpoints: MailEndpoints, context: BrowserContext, shots: Path
+) -> None:
+    if os.environ.get("TEST_MAILHOG_URL"):
+        pytest.skip("clicks through the built-in inbox's web UI, not an outside MailHog's")
+
+    async with httpx.AsyncClient(base_url=mail_endpoints.api_url, timeout=10) as http:
+        await http.delete("/api/v2/jim")
+        page = await context.new_page()
+        problems = _watch_for_problems(page)
+        try:
+            await page.goto(f"{mail_endpoints.api_url}/")
+            switch = page.get_by_role("switch", name=re.compile("Chaos monkey"))
+            state = page.locator("#jim-state")
+            await expect(state).to_have_text("off")
+            await expect(switch).not_to_be_checked()
+
+            await switch.click()
+            await expect(state).to_have_text("on")
+            await expect(switch).to_be_checked()
+            settings = (await http.get("/api/v2/jim")).json()
+            assert settings["AcceptChance"] == 0.99  # MailHog's defaults
+            assert settings["RejectSenderChance"] == 0.05
+            await _screenshot(page, shots / "6-inbox-chaos-monkey-on.png")
+
+            # Changed through the API, the switch follows within a poll.
+            await http.put("/api/v2/jim", json={"Faults": [{"Stage": "mail", "Reply": "451 x"}]})
+            await expect(state).to_have_text("on, 1 fault rule", timeout=5_000)
+
+            await switch.click()
+            await expect(state).to_have_text("off")
+            await expect(switch).not_to_be_checked()
+            assert (await http.get("/api/v2/jim")).status_code == 404
+        finally:
+            await http.delete("/api/v2/jim")
+        assert problems == []
