@@ -88,7 +88,7 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 async def clean(engine: AsyncEngine, mailhog: MailHog) -> None:
     """Every test starts with empty tables and an empty inbox."""
     async with engine.begin() as connection:
-        await connection.execute(text("TRUNCATE users, audit_log, jobs RESTART IDENTITY CASCADE"))
+        await connection.execute(text("TRUNCATE users, audit_log, jobs, relay_status RESTART IDENTITY CASCADE"))
     await mailhog.clear()
 
 

@@ -8,7 +8,7 @@ from backend.settings import Settings
 from tests.conftest import MailEndpoints
 from tests.durability import duplicates, job_states, queue_backlog, wait_until
 from tests.helpers import rows
-from tests.support.jim import chaos
+from tests.support.jim import jim_api
 from tests.support.mailhog import MailHog
 from tests.support.server import AppProcess
 
@@ -25,14 +25,12 @@ async def test_every_email_arrives_through_a_flaky_relay(
     fault_rate: float,
 ) -> None:
     await queue_backlog(engine, EMAILS)
-    async with chaos(mail_endpoints.api_url) as jim:
+    async with jim_api(mail_endpoints) as jim:
         await jim.on(
             AcceptChance=1 - fault_rate,
             DisconnectChance=fault_rate / 5,  # per command: about a third of messages
             RejectSenderChance=fault_rate,
-            RejectRecipientChance=0,  # a refused recipient is rightly given up
-            RejectAuthChance=0,
-            LinkSpeedAffect=0,
+            # (no refused recipients: those are rightly given up)
         )
         with AppProcess(settings.model_copy(update={"job_batch_size": 10})):
             await wait_until(

@@ -15,14 +15,19 @@ from backend.settings import Settings
 from tests.conftest import MailEndpoints
 from tests.durability import duplicates, job_states, queue_backlog, wait_until
 from tests.helpers import rows
-from tests.support.jim import Jim, chaos, fault
+from tests.support.jim import JimAPI, jim_api
 from tests.support.mailhog import MailHog
 
 
 @pytest.fixture
-async def jim(mail_endpoints: MailEndpoints) -> AsyncIterator[Jim]:
-    async with chaos(mail_endpoints.api_url) as jim:
+async def jim(mail_endpoints: MailEndpoints) -> AsyncIterator[JimAPI]:
+    async with jim_api(mail_endpoints) as jim:
         yield jim
+
+
+def fault(stage: str, reply: str = "", **rule: object) -> dict[str, object]:
+    """One of the inbox's `Faults` rules: at `stage`, answer `reply` (or hang, disconnect)."""
+    return {"Stage": stage, **({"Reply": reply} if reply else {}), **rule}
 
 
 @contextlib.asynccontextmanager
@@ -78,11 +83,11 @@ async def test_the_relays_problem_holds_the_email_until_it_is_back(
     settings: Settings,
     engine: AsyncEngine,
     mailhog: MailHog,
-    jim: Jim,
+    jim: JimAPI,
     rule: dict[str, object],
     state: str,
 ) -> None:
-    await jim.on(Faults=[rule])
+    await jim.faults(rule)
     await queue_backlog(engine, 3)
     async with running(settings):
         await wait_until(
@@ -114,9 +119,9 @@ async def test_the_relays_problem_holds_the_email_until_it_is_back(
     ids=lambda rule: _rule_id(rule),
 )
 async def test_a_message_refused_for_itself_is_parked_alone(
-    settings: Settings, engine: AsyncEngine, mailhog: MailHog, jim: Jim, rule: dict[str, object]
+    settings: Settings, engine: AsyncEngine, mailhog: MailHog, jim: JimAPI, rule: dict[str, object]
 ) -> None:
-    await jim.on(Faults=[rule])
+    await jim.faults(rule)
     await queue_backlog(engine, 3)
     context = AppContext.build(settings)
     try:
@@ -138,9 +143,9 @@ async def test_a_message_refused_for_itself_is_parked_alone(
 
 
 async def test_a_4xx_for_one_message_retries_that_message_with_backoff(
-    settings: Settings, engine: AsyncEngine, mailhog: MailHog, jim: Jim
+    settings: Settings, engine: AsyncEngine, mailhog: MailHog, jim: JimAPI
 ) -> None:
-    await jim.on(Faults=[fault("rcpt", "450 4.2.1 Mailbox busy", Match="backlog2@", Times=2)])
+    await jim.faults(fault("rcpt", "450 4.2.1 Mailbox busy", Match="backlog2@", Times=2))
     await queue_backlog(engine, 3)
     async with running(settings):
         await until_succeeded(engine, 3)
@@ -162,9 +167,9 @@ async def test_a_4xx_for_one_message_retries_that_message_with_backoff(
     ids=["421-try-later", "451-too-many"],
 )
 async def test_a_relay_asking_to_slow_down_pauses_the_queue_not_the_message(
-    settings: Settings, engine: AsyncEngine, mailhog: MailHog, jim: Jim, rule: dict[str, object]
+    settings: Settings, engine: AsyncEngine, mailhog: MailHog, jim: JimAPI, rule: dict[str, object]
 ) -> None:
-    await jim.on(Faults=[rule])
+    await jim.faults(rule)
     await queue_backlog(engine, 3)
     async with running(settings):
         await wait_until(
@@ -181,9 +186,9 @@ async def test_a_relay_asking_to_slow_down_pauses_the_queue_not_the_message(
 
 
 async def test_a_link_dropped_right_after_250_loses_and_repeats_nothing(
-    settings: Settings, engine: AsyncEngine, mailhog: MailHog, jim: Jim
+    settings: Settings, engine: AsyncEngine, mailhog: MailHog, jim: JimAPI
 ) -> None:
-    await jim.on(Faults=[fault("after_data", Action="disconnect", Times=2)])
+    await jim.faults(fault("after_data", Action="disconnect", Times=2))
     await queue_backlog(engine, 6)
     context = AppContext.build(settings)
     try:
@@ -197,9 +202,9 @@ async def test_a_link_dropped_right_after_250_loses_and_repeats_nothing(
 
 
 async def test_a_hung_relay_times_out_into_held_and_drains_when_it_answers(
-    settings: Settings, engine: AsyncEngine, mailhog: MailHog, jim: Jim
+    settings: Settings, engine: AsyncEngine, mailhog: MailHog, jim: JimAPI
 ) -> None:
-    await jim.on(Faults=[fault("mail", Action="hang")])
+    await jim.faults(fault("mail", Action="hang"))
     await queue_backlog(engine, 3)
     async with running(settings, mail_timeout_seconds=1):
         await wait_until(
