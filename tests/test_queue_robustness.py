@@ -50,8 +50,11 @@ async def test_a_batch_whose_lease_was_taken_over_stops_sending(
     sent = len(await mailhog.messages())
     assert sent <= stolen_at + 2, f"{sent} sent, {stolen_at} when the lease was taken"
     assert sent < 30
-    # The new owner's jobs were left alone: still running under its token.
-    assert (await job_states(engine))["running"] == 30 - stolen_at
+    # The new owner's jobs were left alone: still running under its token. (A delivery
+    # whose record lost the race with the takeover is the new owner's to record.)
+    states = await job_states(engine)
+    assert states.get("succeeded", 0) <= stolen_at
+    assert states["running"] + states.get("succeeded", 0) == 30
 
 
 async def test_a_poison_payload_fails_alone(
