@@ -53,6 +53,9 @@ class ConnectionPool:
         if not (reusable and smtp.is_connected):
             smtp.close()
             return
+        if self._idle_seconds <= 0:  # reuse turned off: one connection per batch
+            self._quit_later(smtp)
+            return
         idle = _Idle(smtp)
         self._idle.append(idle)
         asyncio.get_running_loop().call_later(self._idle_seconds, self._expire, idle)

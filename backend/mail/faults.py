@@ -47,6 +47,12 @@ def unwrap(exc: BaseException) -> BaseException:
     return exc
 
 
+def describe(exc: BaseException) -> str:
+    """One line for logs and `last_error`: the real cause, not fastapi-mail's wrapper."""
+    exc = unwrap(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
 def classify(exc: BaseException) -> Fault:
     exc = unwrap(exc)
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):

@@ -22,7 +22,7 @@ from sqlalchemy import func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from backend.mail.faults import Fault, classify
+from backend.mail.faults import Fault, classify, describe
 from backend.models import RelayStatus
 
 log = logging.getLogger(__name__)
@@ -84,8 +84,7 @@ class RelayMonitor:
         if state is not self.state:
             self._change(state, error)
         if self._watch is None or self._watch.done():
-            watch = self._cool_down() if state is RelayState.THROTTLED else self._probe_until_back()
-            self._watch = asyncio.create_task(watch, name=f"relay-watch {self.name}")
+            self._watch = asyncio.create_task(self._until_back(), name=f"relay {self.name}")
 
     async def close(self) -> None:
         if self._watch is not None:
@@ -93,25 +92,28 @@ class RelayMonitor:
             await asyncio.gather(self._watch, return_exceptions=True)
         await asyncio.gather(*self._writes, return_exceptions=True)
 
-    async def _probe_until_back(self) -> None:
+    async def _until_back(self) -> None:
+        """One watcher at a time: cool down while throttled, probe while down or refusing."""
         while True:
+            if self.state is RelayState.THROTTLED:
+                await asyncio.sleep(self._cooldown)
+                self._cooldown = min(self._cooldown_cap, self._cooldown * 2)
+                if self.state is RelayState.THROTTLED:
+                    self._change(RelayState.AVAILABLE, None)
+                    return
+                continue  # it went down meanwhile: probe
             await asyncio.sleep(self._probe_seconds)
             try:
                 await self._probe()
             except Exception as exc:
                 # Still down, or now refusing us instead (a throttle answer still means down).
                 state = _STATE_OF.get(classify(exc), RelayState.UNAVAILABLE)
-                self.last_error = f"{type(exc).__name__}: {exc}"
+                self.last_error = describe(exc)
                 if state not in (self.state, RelayState.THROTTLED):
                     self._change(state, self.last_error)
                 continue
             self._change(RelayState.AVAILABLE, None)
             return
-
-    async def _cool_down(self) -> None:
-        await asyncio.sleep(self._cooldown)
-        self._cooldown = min(self._cooldown_cap, self._cooldown * 2)
-        self._change(RelayState.AVAILABLE, None)
 
     def _change(self, state: RelayState, error: str | None) -> None:
         was, down_for = self.state, time.time() - self.since

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.mail.addresses import smtp_address
 from backend.mail.connections import ConnectionPool, quit_quietly
-from backend.mail.faults import Fault, classify, unwrap
+from backend.mail.faults import Fault, classify, describe
 from backend.mail.pace import SendPace
 from backend.mail.relay import RelayMonitor
 from backend.mail.render import RenderedEmail
@@ -145,7 +145,7 @@ class MailSender:
                     continue
                 # Failing to connect is never the message's fault.
                 self.relay.report(
-                    fault if fault.is_relays else Fault.RELAY_UNAVAILABLE, _describe(exc)
+                    fault if fault.is_relays else Fault.RELAY_UNAVAILABLE, describe(exc)
                 )
                 continue
             reusable = False
@@ -165,14 +165,14 @@ class MailSender:
                         connection_failures += 1
                         break  # reconnect once before calling the relay down
                     if fault.is_relays:
-                        self.relay.report(fault, _describe(error))
+                        self.relay.report(fault, describe(error))
                         break
                     pending.popleft()
                     if fault is Fault.UNEXPECTED:
                         log.error(
                             "sending %s failed unexpectedly", email.message_id, exc_info=error
                         )
-                    yield email, NotDelivered(fault, _describe(error))
+                    yield email, NotDelivered(fault, describe(error))
                     if fault is Fault.UNEXPECTED and not await _reset(smtp):
                         break
                 else:
@@ -204,11 +204,6 @@ class MailSender:
 
     def _held_reason(self) -> str:
         return f"held: mail relay {self.relay.state.value}: {self.relay.last_error}"
-
-
-def _describe(exc: BaseException) -> str:
-    exc = unwrap(exc)
-    return f"{type(exc).__name__}: {exc}"
 
 
 async def _reset(smtp: aiosmtplib.SMTP) -> bool:
