@@ -2,10 +2,14 @@
 
 Self-contained by default (embedded Postgres, built-in inbox). Point the suite at
 outside services with TEST_DATABASE_URL, and TEST_SMTP_HOST/TEST_SMTP_PORT/TEST_MAILHOG_URL.
+
+`make test` runs the suite on pytest-xdist workers (`-n auto`). The session fixtures make
+each worker its own world: its own Postgres (or its own database on TEST_DATABASE_URL)
+and its own inbox. An outside inbox is shared, so with TEST_MAILHOG_URL it runs serially.
 """
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,9 +22,59 @@ from backend.main import create_app
 from backend.settings import Settings
 from tests.support.database import create_database, drop_database, embedded_postgres, run_alembic
 from tests.support.mailhog import MailHog
+from tests.support.server import LOG_TAIL_LINES, AppProcess
 from tests.support.smtp_proxy import SmtpProxy
 
 TEST_SECRET = "test-secret-key-not-for-production"
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """How many workers `-n auto` starts: TEST_WORKERS, else twice the CPUs (at most 8).
+
+    The tests mostly wait (on processes, leases, timeouts) rather than compute, so more
+    workers than CPUs keeps them overlapping. An outside mail catcher (TEST_MAILHOG_URL)
+    is one inbox that every test clears and counts: then 0, no workers, one process.
+    """
+    if os.environ.get("TEST_MAILHOG_URL"):
+        return 0
+    if workers := os.environ.get("TEST_WORKERS"):
+        return int(workers)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return min(8, 2 * (cpus or 1))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    explicit_workers = getattr(config.option, "numprocesses", None)
+    if os.environ.get("TEST_MAILHOG_URL") and explicit_workers:
+        raise pytest.UsageError(
+            "TEST_MAILHOG_URL is one inbox shared by all tests: run serially (-n 0 or -n auto)"
+        )
+
+
+_KEEP_LOGS = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test shows the tail of each uvicorn log it made, and keeps the files;
+    a passed test's logs are deleted. No uvicorn outlives its test (a test stopped by
+    its timeout never reaches the end of its `with AppProcess(...)` block)."""
+    report = yield
+    apps = AppProcess.started_in_this_test
+    if report.failed:
+        for app in apps:
+            title = f"uvicorn on port {app.port}: last {LOG_TAIL_LINES} lines of {app.log_path}"
+            report.sections.append((title, app.log_tail()))
+        item.stash[_KEEP_LOGS] = True
+    if report.when == "teardown":
+        for app in apps:
+            app.stop()
+            if not item.stash.get(_KEEP_LOGS, False):
+                app.delete_log()
+        apps.clear()
+    return report
 
 
 @dataclass(frozen=True)
@@ -88,7 +142,9 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 async def clean(engine: AsyncEngine, mailhog: MailHog) -> None:
     """Every test starts with empty tables and an empty inbox."""
     async with engine.begin() as connection:
-        await connection.execute(text("TRUNCATE users, audit_log, jobs, relay_status RESTART IDENTITY CASCADE"))
+        await connection.execute(
+            text("TRUNCATE users, audit_log, jobs, relay_status RESTART IDENTITY CASCADE")
+        )
     await mailhog.clear()
 
 
@@ -118,33 +174,61 @@ def settings(database_url: str, mail_endpoints: MailEndpoints, clean: None) -> S
 
 @pytest.fixture
 async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The app in-process with its lifespan; responses return once their background work ran."""
+    """The app in-process with its lifespan, for the simple tests: each response returns
+    only once the background work in flight (the welcome email, the audit rows) has run,
+    so the test can read the outcome at once.
+
+    Tests about asynchrony, which must see the response before that work, open their own
+    with `app_client(settings, wait_for_background=False)`.
+    """
     async with app_client(settings) as client:
         yield client
 
 
-def app_client(settings: Settings, *, base_url: str = "http://testserver") -> "AppClient":
-    return AppClient(settings, base_url=base_url)
+def app_client(
+    settings: Settings, *, base_url: str = "http://testserver", wait_for_background: bool = True
+) -> "AppClient":
+    """`async with app_client(settings) as client:` the app in-process with its lifespan.
+
+    wait_for_background=True: every response waits for all background work in flight
+    (`runner.wait_idle()`) before it reaches the test. False: the test sees what a real
+    client sees, the response first and the work after.
+    """
+    return AppClient(settings, base_url=base_url, wait_for_background=wait_for_background)
 
 
 class AppClient:
-    def __init__(self, settings: Settings, *, base_url: str = "http://testserver") -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        base_url: str = "http://testserver",
+        wait_for_background: bool = True,
+    ) -> None:
         self.base_url = base_url
+        self.wait_for_background = wait_for_background
         self.app = create_app(settings)
         self._lifespan = self.app.router.lifespan_context(self.app)
 
     async def __aenter__(self) -> httpx.AsyncClient:
         await self._lifespan.__aenter__()
-        self._client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=self.app),
-            base_url=self.base_url,
-            event_hooks={"response": [self._background_work_done]},
-        )
+        self._client = self.new_client()
         return self._client
 
+    def new_client(self, address: tuple[str, int] = ("127.0.0.1", 123)) -> httpx.AsyncClient:
+        """Another client of the running app, seen by it as coming from `address`
+        (`request.client`). The caller closes it, before the AppClient exits."""
+        hooks: dict[str, list[Callable[[httpx.Response], Awaitable[None]]]] = {"response": []}
+        if self.wait_for_background:
+            hooks["response"].append(self._background_work_done)
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self.app, client=address),
+            base_url=self.base_url,
+            event_hooks=hooks,
+        )
+
     async def _background_work_done(self, response: httpx.Response) -> None:
-        # The app answers before its background work is done (as in production); tests
-        # read the outcome, so they wait for it here.
+        # The app answers before its background work is done (as in production).
         await self.app.state.context.runner.wait_idle()
 
     async def __aexit__(self, *exc: object) -> None:

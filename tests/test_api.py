@@ -117,17 +117,26 @@ async def test_openapi_documents_the_endpoint(client: httpx.AsyncClient) -> None
 async def test_registration_attempts_are_rate_limited_per_client(
     settings: Settings, engine: AsyncEngine
 ) -> None:
-    async with app_client(settings.model_copy(update={"register_rate_limit": "3/minute"})) as c:
+    app = app_client(settings.model_copy(update={"register_rate_limit": "3/minute"}))
+    async with app as a, app.new_client(("203.0.113.7", 1234)) as b:
         answers = [
-            (await c.post("/api/register", json=user_json(f"burst{i}"))).status_code
+            (await a.post("/api/register", json=user_json(f"burst{i}"))).status_code
             for i in range(3)
         ]
-        limited = await c.post("/api/register", json=user_json("burst3"))
-        token = csrf_token((await c.get("/register")).text)
-        form = await c.post("/register", data={"csrf_token": token, **user_json("burst4")})
+        limited = await a.post("/api/register", json=user_json("burst3"))
+        token = csrf_token((await a.get("/register")).text)
+        form = await a.post("/register", data={"csrf_token": token, **user_json("burst4")})
+        # Another client, while the first is held back: its attempts are its own.
+        other = [
+            (await b.post("/api/register", json=user_json(f"other{i}"))).status_code
+            for i in range(4)
+        ]
 
     assert answers == [201, 201, 201]
     assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0
     assert form.status_code == 429 and "Too many attempts" in form.text
     assert 'value="burst4"' in form.text
-    assert len(await rows(engine, "SELECT id FROM users")) == 3
+    assert other == [201, 201, 201, 429]  # not limited by the first client; limited alike
+    users = await rows(engine, "SELECT username FROM users ORDER BY username")
+    names = [u["username"] for u in users]
+    assert names == ["burst0", "burst1", "burst2", "other0", "other1", "other2"]

@@ -8,6 +8,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 from pydantic import SecretStr
@@ -15,6 +16,7 @@ from pydantic import SecretStr
 from backend.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+LOG_TAIL_LINES = 60
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -27,6 +29,15 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 class AppProcess:
+    """A uvicorn process; its output goes to a log file.
+
+    The log outlives the process: tests/conftest.py shows the tail of every log of a
+    failed test in the report (and keeps the file), and deletes the logs of a passed one.
+    """
+
+    # The processes made during the current test (conftest empties it after each test).
+    started_in_this_test: ClassVar[list["AppProcess"]] = []
+
     def __init__(self, settings: Settings, *, graceful_timeout: float = 10) -> None:
         self.settings = settings
         self.port = _free_port()
@@ -36,7 +47,9 @@ class AppProcess:
         self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115
             prefix="uvicorn-", suffix=".log", delete=False
         )
+        self.log_path = Path(self._log.name)
         self.process: subprocess.Popen[bytes] | None = None
+        AppProcess.started_in_this_test.append(self)
 
     def start(self, *, ready_within: float = 30) -> "AppProcess":
         env = {**os.environ, **settings_env(self.settings)}
@@ -71,17 +84,27 @@ class AppProcess:
         return self.process.wait(timeout=within)
 
     def log(self) -> str:
-        return Path(self._log.name).read_text(errors="replace")
+        return self.log_path.read_text(errors="replace")
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        return "\n".join(self.log().splitlines()[-lines:])
+
+    def delete_log(self) -> None:
+        self.log_path.unlink(missing_ok=True)
 
     def __enter__(self) -> "AppProcess":
         return self.start()
 
-    def __exit__(self, *exc: object) -> None:
+    def stop(self) -> None:
+        """Kill the process if it still runs. The log stays for conftest, which knows how
+        the test ended (and stops whatever a test left running, e.g. after a timeout)."""
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
         self._log.close()
-        os.unlink(self._log.name)
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def _free_port() -> int:
