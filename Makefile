@@ -32,7 +32,7 @@ dev: $(INSTALLED) ## run Postgres, the mail inbox and the app (http://localhost:
 # -n auto: pytest-xdist workers, as many as tests/conftest.py says (TEST_WORKERS overrides;
 # none with TEST_MAILHOG_URL, whose one inbox the tests share).
 test: $(INSTALLED) ## run the whole test suite (self-contained: embedded Postgres, built-in inbox)
-	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n auto --dist worksteal $(PYTEST_ARGS)
 
 lint: $(INSTALLED) ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check .

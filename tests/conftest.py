@@ -43,7 +43,26 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return min(8, 2 * (cpus or 1))
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `slow` (they mostly wait: an outage, a drain) each open a different
+    worker's share, so the workers run everything else beside them, not after them.
+
+    xdist hands each worker a contiguous share of this list; the order must be the same
+    in every worker, and it is (it depends only on the collection and the worker count).
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    rest = [item for item in items if not item.get_closest_marker("slow")]
+    share = -(-len(items) // workers)  # ceiling
+    shares: list[list[pytest.Item]] = [slow[i::workers] for i in range(workers)]
+    for part in shares:
+        while len(part) < share and rest:
+            part.append(rest.pop(0))
+    items[:] = [item for part in shares for item in part] + rest
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: mostly waits; scheduled first under xdist")
     explicit_workers = getattr(config.option, "numprocesses", None)
     if os.environ.get("TEST_MAILHOG_URL") and explicit_workers:
         raise pytest.UsageError(

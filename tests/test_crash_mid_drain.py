@@ -29,6 +29,7 @@ def slow_link(mail_endpoints: MailEndpoints) -> Iterator[SmtpProxy]:
         yield p
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 async def test_kill_9_mid_drain_resends_at_most_one_email_per_open_connection(
     settings: Settings, slow_link: SmtpProxy, engine: AsyncEngine, mailhog: MailHog
@@ -59,6 +60,7 @@ async def test_kill_9_mid_drain_resends_at_most_one_email_per_open_connection(
     assert sent["n"] == BACKLOG
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 async def test_sigterm_past_the_grace_period_records_what_went_out_and_releases_the_rest(
     settings: Settings, slow_link: SmtpProxy, engine: AsyncEngine, mailhog: MailHog

@@ -15,6 +15,7 @@ from tests.support.server import AppProcess
 EMAILS = 30
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(150)
 @pytest.mark.parametrize("fault_rate", [0.1, 0.3])
 async def test_every_email_arrives_through_a_flaky_relay(

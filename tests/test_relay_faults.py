@@ -210,7 +210,9 @@ async def test_a_hung_relay_times_out_into_held_and_drains_when_it_answers(
         await wait_until(
             engine, "SELECT state FROM relay_status", lambda f: f == [{"state": "unavailable"}]
         )
-        assert await job_states(engine) == {"pending": 3}
+        await wait_until(
+            engine, "SELECT status FROM jobs", lambda f: f == [{"status": "pending"}] * 3
+        )
         await jim.off()
         await until_succeeded(engine, 3)
     assert len(await mailhog.wait_for(3)) == 3

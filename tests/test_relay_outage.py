@@ -31,6 +31,7 @@ def arrived_at(message: Delivered) -> float:
     return datetime.fromisoformat(created).timestamp()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(OUTAGE_SECONDS + 120)
 async def test_after_a_90s_outage_every_email_arrives_within_5s_of_the_return(
     settings: Settings, proxy: SmtpProxy, engine: AsyncEngine, mailhog: MailHog
