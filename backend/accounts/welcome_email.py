@@ -5,6 +5,7 @@ attempt to deliver this email carries the same one: a duplicate caused by a cras
 between "SMTP accepted" and "recorded as sent" is recognisable as such.
 """
 
+import contextlib
 import logging
 import uuid
 from collections.abc import AsyncGenerator, Sequence
@@ -79,9 +80,11 @@ class WelcomeEmailHandler:
         queue = list(ready.values())
         for start in range(0, len(queue), self._batch_size):
             chunk = [email for _, _, email in queue[start : start + self._batch_size]]
-            async for email, problem in self._sender.deliver(chunk):
-                job, user, _ = ready[email.message_id]
-                yield job, _outcome(job, user, email, problem)
+            # Closed at once when the runner stops asking (a lost lease): no more sending.
+            async with contextlib.aclosing(self._sender.deliver(chunk)) as deliveries:
+                async for email, problem in deliveries:
+                    job, user, _ = ready[email.message_id]
+                    yield job, _outcome(job, user, email, problem)
 
     async def on_give_up(self, session: AsyncSession, job: ClaimedJob, error: str) -> None:
         details = {

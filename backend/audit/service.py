@@ -31,19 +31,19 @@ async def record(session: AsyncSession, *, entry: AuditEntry, job_id: int | None
 async def record_many(
     session: AsyncSession, entries: Sequence[tuple[int | None, AuditEntry]]
 ) -> None:
-    """Insert rows in one statement, in the caller's transaction."""
+    """Insert rows in the caller's transaction. One statement whose compiled form is cached
+    (the rows go as parameters), since this runs for every email sent."""
     if not entries:
         return
     await session.execute(
-        insert(AuditLog).values(
-            [
-                {
-                    "action": entry.action,
-                    "user_id": entry.user_id,
-                    "job_id": job_id,
-                    "details": entry.details,
-                }
-                for job_id, entry in entries
-            ]
-        )
+        insert(AuditLog),
+        [
+            {
+                "action": entry.action,
+                "user_id": entry.user_id,
+                "job_id": job_id,
+                "details": entry.details,
+            }
+            for job_id, entry in entries
+        ],
     )

@@ -13,7 +13,7 @@ fastapi-mail builds the MIME message and opens the SMTP connections. On top of i
 
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from email.message import Message
 
@@ -120,7 +120,7 @@ class MailSender:
 
     async def deliver(
         self, emails: Sequence[OutgoingEmail]
-    ) -> AsyncIterator[tuple[OutgoingEmail, NotDelivered | None]]:
+    ) -> AsyncGenerator[tuple[OutgoingEmail, NotDelivered | None], None]:
         """Send, yielding each email's outcome (None: the relay accepted it) as it comes.
 
         Stops asking the relay as soon as it fails us; what was not sent is then yielded
