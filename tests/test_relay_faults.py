@@ -8,15 +8,17 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.context import AppContext
 from backend.settings import Settings
 from tests.conftest import MailEndpoints
-from tests.durability import duplicates, job_states, queue_backlog, wait_until
+from tests.durability import duplicates, job_states, queue_backlog, through_proxy, wait_until
 from tests.helpers import rows
 from tests.support.jim import JimAPI, jim_api
 from tests.support.mailhog import MailHog
+from tests.support.smtp_proxy import SmtpProxy
 
 
 @pytest.fixture
@@ -216,3 +218,26 @@ async def test_a_hung_relay_times_out_into_held_and_drains_when_it_answers(
         await jim.off()
         await until_succeeded(engine, 3)
     assert len(await mailhog.wait_for(3)) == 3
+
+
+async def test_an_unexpected_error_fails_that_message_alone_not_its_connection(
+    settings: Settings, proxy: SmtpProxy, engine: AsyncEngine, mailhog: MailHog
+) -> None:
+    await queue_backlog(engine, 3)
+    async with engine.begin() as connection:
+        # An address no message can be built for (it slipped past validation somehow).
+        await connection.execute(
+            text("UPDATE users SET email = 'x\nBcc: all@example.com' WHERE username = 'backlog2'")
+        )
+    context = AppContext.build(through_proxy(settings, proxy))
+    try:
+        assert await context.runner.drain() == 3
+    finally:
+        await context.close()
+
+    mails = await mailhog.wait_for(2)
+    assert sorted(m.to[0] for m in mails) == ["backlog1@example.com", "backlog3@example.com"]
+    assert proxy.connections == 1  # the batch went on over the same connection
+    [odd] = await rows(engine, "SELECT status, attempts FROM jobs WHERE status <> 'succeeded'")
+    assert odd["status"] == "pending" and odd["attempts"] == 1  # retried with backoff
+    assert await relay_state(engine) is None

@@ -18,6 +18,8 @@ import re
 import aiosmtplib
 from fastapi_mail.errors import ConnectionErrors
 
+from backend.mail.addresses import UndeliverableAddress
+
 
 class Fault(enum.Enum):
     RELAY_UNAVAILABLE = "relay unavailable"
@@ -62,8 +64,9 @@ def classify(exc: BaseException) -> Fault:
         return Fault.MESSAGE_REFUSED if min(codes) >= 500 else Fault.MESSAGE_TRANSIENT
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         return _by_reply(exc)
-    if isinstance(exc, aiosmtplib.SMTPNotSupported):
-        # The message needs an extension the relay lacks (SMTPUTF8 for a non-ASCII address).
+    if isinstance(exc, aiosmtplib.SMTPNotSupported | UndeliverableAddress):
+        # The message needs an extension the relay lacks (SMTPUTF8 for a non-ASCII
+        # address), or its address has no valid form at all.
         return Fault.MESSAGE_REFUSED
     if isinstance(exc, aiosmtplib.SMTPServerDisconnected | aiosmtplib.SMTPConnectError):
         return Fault.RELAY_UNAVAILABLE
