@@ -8,6 +8,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -241,3 +242,19 @@ async def test_an_unexpected_error_fails_that_message_alone_not_its_connection(
     [odd] = await rows(engine, "SELECT status, attempts FROM jobs WHERE status <> 'succeeded'")
     assert odd["status"] == "pending" and odd["attempts"] == 1  # retried with backoff
     assert await relay_state(engine) is None
+
+
+async def test_a_refused_login_holds_the_email_until_the_relay_takes_it(
+    settings: Settings, engine: AsyncEngine, mailhog: MailHog, jim: JimAPI
+) -> None:
+    await jim.faults(fault("auth", "535 5.7.8 Authentication credentials invalid"))
+    await queue_backlog(engine, 2)
+    async with running(settings, mail_username="app", mail_password=SecretStr("secret")):
+        await until_relay_is(engine, "refusing")
+        [relay] = await rows(engine, "SELECT last_error FROM relay_status")
+        assert "535" in relay["last_error"]
+        assert await rows(engine, "SELECT id FROM jobs WHERE attempts > 0") == []
+        await jim.off()
+        await until_succeeded(engine, 2)
+    assert len(await mailhog.wait_for(2)) == 2
+    assert await rows(engine, "SELECT id FROM audit_log WHERE action = 'email.failed'") == []
