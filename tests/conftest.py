@@ -10,7 +10,6 @@ and its own inbox. An outside inbox is shared, so with TEST_MAILHOG_URL it runs 
 
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -21,7 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from backend.main import create_app
 from backend.settings import Settings
 from tests.support.database import create_database, drop_database, embedded_postgres, run_alembic
-from tests.support.mailhog import MailHog
+from tests.support.jim import JimAPI, jim_api
+from tests.support.mailhog import MailEndpoints, MailHog
 from tests.support.server import LOG_TAIL_LINES, AppProcess
 from tests.support.smtp_proxy import SmtpProxy
 
@@ -96,13 +96,6 @@ def pytest_runtest_makereport(
     return report
 
 
-@dataclass(frozen=True)
-class MailEndpoints:
-    smtp_host: str
-    smtp_port: int
-    api_url: str
-
-
 @pytest.fixture(scope="session")
 def postgres_server_url() -> Iterator[str]:
     url = os.environ.get("TEST_DATABASE_URL")
@@ -143,6 +136,13 @@ def proxy(mail_endpoints: MailEndpoints) -> Iterator[SmtpProxy]:
     """An SMTP proxy in front of the mail server that tests can take down or pause."""
     with SmtpProxy(mail_endpoints.smtp_host, mail_endpoints.smtp_port) as proxy:
         yield proxy
+
+
+@pytest.fixture
+async def jim(mail_endpoints: MailEndpoints) -> AsyncIterator[JimAPI]:
+    """The mail server's chaos monkey, off again however the test ends."""
+    async with jim_api(mail_endpoints) as api:
+        yield api
 
 
 @pytest.fixture(scope="session")

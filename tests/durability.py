@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from backend.accounts.schemas import RegistrationIn
 from backend.accounts.service import register
+from backend.context import AppContext
 from backend.jobs import outbox
 from backend.jobs.outbox import ClaimedJob
 from backend.settings import Settings
@@ -147,3 +148,12 @@ def duplicates(messages: list[Delivered]) -> int:
     """Copies beyond the first of each Message-ID, counted at the SMTP server."""
     ids = Counter(m.message_ids[0] for m in messages)
     return sum(n - 1 for n in ids.values())
+
+
+async def drain_once(settings: Settings) -> int:
+    """The app's background work, run until nothing is due, then stopped; how many ran."""
+    context = AppContext.build(settings)
+    try:
+        return await context.runner.drain()
+    finally:
+        await context.close()

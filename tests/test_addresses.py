@@ -7,9 +7,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.settings import Settings
-from tests.conftest import MailEndpoints, app_client
+from tests.conftest import app_client
 from tests.helpers import PASSWORD, csrf_token, rows
-from tests.support.mailhog import MailHog
+from tests.support.mailhog import MailEndpoints, MailHog
 
 
 async def test_a_domain_goes_to_the_server_in_idna_2008(

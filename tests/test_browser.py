@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.settings import Settings
-from tests.conftest import MailEndpoints
 from tests.helpers import PASSWORD, rows
+from tests.support.mailhog import MailEndpoints
 from tests.support.server import AppProcess
 
 REQUIRE_BROWSER = os.environ.get("REQUIRE_BROWSER") == "1"

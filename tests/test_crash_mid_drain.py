@@ -11,10 +11,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.settings import Settings
-from tests.conftest import MailEndpoints
 from tests.durability import duplicates, job_states, queue_backlog, through_proxy, wait_until
 from tests.helpers import rows
-from tests.support.mailhog import MailHog
+from tests.support.mailhog import MailEndpoints, MailHog
 from tests.support.server import AppProcess
 from tests.support.smtp_proxy import SmtpProxy
 

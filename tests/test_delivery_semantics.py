@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from backend.context import AppContext
 from backend.jobs import admin
 from backend.settings import Settings
-from tests.durability import job_states, queue_registrations, refusing_inserts
+from tests.durability import drain_once, job_states, queue_registrations, refusing_inserts
 from tests.helpers import rows
 from tests.support.mailhog import MailHog
 
@@ -49,11 +49,7 @@ async def test_one_failing_email_does_not_stop_the_others_in_its_batch(
     async with engine.begin() as connection:
         # The middle user is gone before its email is sent: a permanent failure.
         await connection.execute(text("DELETE FROM users WHERE username = 'user0002'"))
-    context = AppContext.build(settings)
-    try:
-        assert await context.runner.drain() == 10
-    finally:
-        await context.close()
+    assert await drain_once(settings) == 10
 
     mails = await mailhog.wait_for(4)
     assert sorted(m.to[0] for m in mails) == [f"user{i:04d}@example.com" for i in (0, 1, 3, 4)]

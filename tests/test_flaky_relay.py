@@ -5,11 +5,10 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.settings import Settings
-from tests.conftest import MailEndpoints
 from tests.durability import duplicates, job_states, queue_backlog, wait_until
 from tests.helpers import rows
 from tests.support.jim import jim_api
-from tests.support.mailhog import MailHog
+from tests.support.mailhog import MailEndpoints, MailHog
 from tests.support.server import AppProcess
 
 EMAILS = 30

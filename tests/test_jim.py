@@ -9,14 +9,12 @@ and every wait is bounded.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 from aiosmtplib import SMTPRecipientRefused, SMTPSenderRefused, SMTPServerDisconnected
 
 from backend.devstack.inbox import DevInbox
-from tests.conftest import MailEndpoints
 from tests.support.jim import (
     CALM,
     MAILHOG_DEFAULTS,
@@ -25,17 +23,10 @@ from tests.support.jim import (
     REFUSED,
     JimAPI,
     address,
-    jim_api,
     plain_auth,
     stored,
 )
 from tests.support.mailhog import MailHog
-
-
-@pytest.fixture
-async def jim(mail_endpoints: MailEndpoints) -> AsyncIterator[JimAPI]:
-    async with jim_api(mail_endpoints) as api:
-        yield api
 
 
 async def test_api_status_codes(jim: JimAPI) -> None:

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from aiosmtplib import SMTPConnectResponseError, SMTPDataError, SMTPServerDisconnected
 
-from tests.conftest import MailEndpoints
 from tests.support.jim import (
     CALM,
     HELO,
@@ -24,18 +22,11 @@ from tests.support.jim import (
     REFUSED,
     JimAPI,
     address,
-    jim_api,
     message,
     plain_auth,
     stored,
 )
 from tests.support.mailhog import MailHog
-
-
-@pytest.fixture
-async def jim(mail_endpoints: MailEndpoints) -> AsyncIterator[JimAPI]:
-    async with jim_api(mail_endpoints) as api:
-        yield api
 
 
 async def test_faults_alone_start_from_no_random_faults(jim: JimAPI) -> None:

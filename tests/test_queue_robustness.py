@@ -13,10 +13,9 @@ from backend.jobs.handlers import Failed, Outcome
 from backend.jobs.outbox import ClaimedJob
 from backend.jobs.runner import JobRunner, RunnerConfig
 from backend.settings import Settings
-from tests.conftest import MailEndpoints
-from tests.durability import job_states, queue_backlog, through_proxy
+from tests.durability import drain_once, job_states, queue_backlog, through_proxy
 from tests.helpers import rows
-from tests.support.mailhog import MailHog
+from tests.support.mailhog import MailEndpoints, MailHog
 from tests.support.smtp_proxy import SmtpProxy
 
 
@@ -65,11 +64,7 @@ async def test_a_poison_payload_fails_alone(
         await connection.execute(
             text("INSERT INTO jobs (kind, payload) VALUES ('email.welcome', '{\"junk\": 1}')")
         )
-    context = AppContext.build(settings)
-    try:
-        assert await context.runner.drain() == 4
-    finally:
-        await context.close()
+    assert await drain_once(settings) == 4
 
     assert len(await mailhog.wait_for(3)) == 3
     [poison] = await rows(engine, "SELECT id, status, last_error FROM jobs WHERE payload ? 'junk'")
@@ -87,11 +82,7 @@ async def test_a_kind_without_a_handler_is_not_claimed(
         await connection.execute(
             text("INSERT INTO jobs (kind, payload) VALUES ('email.from_the_future', '{}')")
         )
-    context = AppContext.build(settings)
-    try:
-        assert await context.runner.drain() == 0
-    finally:
-        await context.close()
+    assert await drain_once(settings) == 0
     [job] = await rows(engine, "SELECT status, attempts, last_error FROM jobs")
     assert job == {"status": "pending", "attempts": 0, "last_error": None}
 

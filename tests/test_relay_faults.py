@@ -14,18 +14,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.context import AppContext
 from backend.settings import Settings
-from tests.conftest import MailEndpoints
-from tests.durability import duplicates, job_states, queue_backlog, through_proxy, wait_until
+from tests.durability import (
+    drain_once,
+    duplicates,
+    job_states,
+    queue_backlog,
+    through_proxy,
+    wait_until,
+)
 from tests.helpers import rows
-from tests.support.jim import JimAPI, jim_api
+from tests.support.jim import JimAPI
 from tests.support.mailhog import MailHog
 from tests.support.smtp_proxy import SmtpProxy
-
-
-@pytest.fixture
-async def jim(mail_endpoints: MailEndpoints) -> AsyncIterator[JimAPI]:
-    async with jim_api(mail_endpoints) as jim:
-        yield jim
 
 
 def fault(stage: str, reply: str = "", **rule: object) -> dict[str, object]:
@@ -126,11 +126,7 @@ async def test_a_message_refused_for_itself_is_parked_alone(
 ) -> None:
     await jim.faults(rule)
     await queue_backlog(engine, 3)
-    context = AppContext.build(settings)
-    try:
-        assert await context.runner.drain() == 3
-    finally:
-        await context.close()
+    assert await drain_once(settings) == 3
 
     mails = await mailhog.wait_for(2)
     assert sorted(m.to[0] for m in mails) == ["backlog1@example.com", "backlog3@example.com"]
@@ -193,11 +189,7 @@ async def test_a_link_dropped_right_after_250_loses_and_repeats_nothing(
 ) -> None:
     await jim.faults(fault("after_data", Action="disconnect", Times=2))
     await queue_backlog(engine, 6)
-    context = AppContext.build(settings)
-    try:
-        assert await context.runner.drain() == 6
-    finally:
-        await context.close()
+    assert await drain_once(settings) == 6
     mails = await mailhog.wait_for(6)
     assert len(mails) == 6 and duplicates(mails) == 0
     assert await job_states(engine) == {"succeeded": 6}
@@ -230,11 +222,8 @@ async def test_an_unexpected_error_fails_that_message_alone_not_its_connection(
         await connection.execute(
             text("UPDATE users SET email = 'x\nBcc: all@example.com' WHERE username = 'backlog2'")
         )
-    context = AppContext.build(through_proxy(settings, proxy))
-    try:
-        assert await context.runner.drain() == 3
-    finally:
-        await context.close()
+    # One lane, so that the three emails share one batch and one connection.
+    assert await drain_once(through_proxy(settings, proxy, job_concurrency=1)) == 3
 
     mails = await mailhog.wait_for(2)
     assert sorted(m.to[0] for m in mails) == ["backlog1@example.com", "backlog3@example.com"]

@@ -3,9 +3,8 @@ measured where it counts: at the SMTP server."""
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from backend.context import AppContext
 from backend.settings import Settings
-from tests.durability import queue_backlog
+from tests.durability import drain_once, queue_backlog
 from tests.support.mailhog import MailHog
 from tests.test_relay_outage import arrived_at
 
@@ -17,15 +16,18 @@ async def test_the_send_rate_holds_across_lanes_at_the_server(
     settings: Settings, engine: AsyncEngine, mailhog: MailHog
 ) -> None:
     await queue_backlog(engine, BACKLOG)
-    context = AppContext.build(
-        settings.model_copy(
-            update={"mail_send_rate": f"{RATE}/second", "job_concurrency": 4, "job_batch_size": 5}
+    assert (
+        await drain_once(
+            settings.model_copy(
+                update={
+                    "mail_send_rate": f"{RATE}/second",
+                    "job_concurrency": 4,
+                    "job_batch_size": 5,
+                }
+            )
         )
+        == BACKLOG
     )
-    try:
-        assert await context.runner.drain() == BACKLOG
-    finally:
-        await context.close()
 
     times = sorted(arrived_at(m) for m in await mailhog.wait_for(BACKLOG))
     assert len(times) == BACKLOG

@@ -9,10 +9,9 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from backend.context import AppContext
 from backend.settings import Settings
 from tests.conftest import app_client
-from tests.durability import job_states, queue_backlog, through_proxy, wait_until
+from tests.durability import drain_once, job_states, queue_backlog, through_proxy, wait_until
 from tests.helpers import register_via_api, rows, user_json
 from tests.support.mailhog import MailHog
 from tests.support.server import AppProcess, settings_env
@@ -135,19 +134,18 @@ async def test_a_backlog_is_sent_over_one_reused_connection_per_lane(
 ) -> None:
     backlog = 40
     await queue_backlog(engine, backlog)
-    context = AppContext.build(
-        through_proxy(
-            settings,
-            proxy,
-            mail_batch_size=mail_batch_size,
-            job_batch_size=10,
-            job_concurrency=lanes,
+    assert (
+        await drain_once(
+            through_proxy(
+                settings,
+                proxy,
+                mail_batch_size=mail_batch_size,
+                job_batch_size=10,
+                job_concurrency=lanes,
+            )
         )
+        == backlog
     )
-    try:
-        assert await context.runner.drain() == backlog
-    finally:
-        await context.close()
 
     assert len(await mailhog.wait_for(backlog)) == backlog
     # Batches hand their connection to the next batch: one handshake per lane, not per batch.

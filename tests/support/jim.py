@@ -18,8 +18,7 @@ import httpx
 import pytest
 from aiosmtplib import SMTPConnectError, SMTPServerDisconnected
 
-from tests.conftest import MailEndpoints
-from tests.support.mailhog import MailHog
+from tests.support.mailhog import MailEndpoints, MailHog
 
 PATH = "/api/v2/jim"
 HELO = "jim.tests.local"

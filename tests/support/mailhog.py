@@ -16,6 +16,15 @@ import httpx
 
 
 @dataclass(frozen=True)
+class MailEndpoints:
+    """Where the mail server is: SMTP, and the MailHog API."""
+
+    smtp_host: str
+    smtp_port: int
+    api_url: str
+
+
+@dataclass(frozen=True)
 class Delivered:
     item: dict[str, Any]  # the MailHog JSON item
     message: EmailMessage  # parsed from Raw.Data

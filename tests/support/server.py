@@ -40,7 +40,10 @@ class AppProcess:
 
     def __init__(self, settings: Settings, *, graceful_timeout: float = 10) -> None:
         self.settings = settings
-        self.port = _free_port()
+        # Bound here and handed to uvicorn (--fd): picking a free port and binding it later
+        # races with the other test workers, and the health check could then reach theirs.
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._socket.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}"
         self._graceful_timeout = graceful_timeout
         # Kept open across start/kill/restart; closed in __exit__.
@@ -52,13 +55,21 @@ class AppProcess:
         AppProcess.started_in_this_test.append(self)
 
     def start(self, *, ready_within: float = 30) -> "AppProcess":
+        if self._socket.fileno() < 0:
+            raise RuntimeError("an AppProcess starts once; make a new one to restart")
         env = {**os.environ, **settings_env(self.settings)}
         command = [sys.executable, "-m", "uvicorn", "backend.main:app"]
-        command += ["--port", str(self.port)]
+        command += ["--fd", str(self._socket.fileno())]
         command += ["--timeout-graceful-shutdown", str(self._graceful_timeout)]
         self.process = subprocess.Popen(
-            command, cwd=REPO_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
+            command,
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            pass_fds=(self._socket.fileno(),),
         )
+        self._socket.close()  # uvicorn has its own copy
         deadline = time.monotonic() + ready_within
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -101,13 +112,8 @@ class AppProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
+        self._socket.close()
         self._log.close()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

@@ -8,7 +8,6 @@ It sits in front of any SMTP server, ours or a real MailHog.
 
 import asyncio
 import contextlib
-import socket
 import threading
 from collections.abc import Coroutine
 from typing import Any
@@ -27,7 +26,7 @@ class SmtpProxy:
         self._resumed.set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.connections = 0
-        self.port = _free_port()
+        self.port = 0  # chosen by the system at the first `up()`, then kept
 
     def __enter__(self) -> "SmtpProxy":
         self._thread.start()
@@ -67,6 +66,7 @@ class SmtpProxy:
             self._server = await asyncio.start_server(
                 self._handle, "127.0.0.1", self.port, reuse_address=True
             )
+            self.port = self._server.sockets[0].getsockname()[1]
 
     async def _close(self) -> None:
         if self._server is not None:
@@ -107,9 +107,3 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, dela
     finally:
         with contextlib.suppress(OSError):
             writer.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
