@@ -5,12 +5,13 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from backend.accounts.passwords import PasswordHasher
 from backend.accounts.tokens import VerificationTokens
 from backend.accounts.welcome_email import KIND as WELCOME_EMAIL_KIND
 from backend.accounts.welcome_email import WelcomeEmailHandler
 from backend.audit.job_kind import KIND as AUDIT_KIND
 from backend.audit.job_kind import AuditHandler
-from backend.db import create_engine, create_sessionmaker
+from backend.db import create_engine, create_health_engine, create_sessionmaker
 from backend.jobs.runner import JobRunner, RunnerConfig
 from backend.mail.render import EmailRenderer
 from backend.mail.sender import MailSender, SmtpSettings
@@ -23,14 +24,18 @@ TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 class AppContext:
     settings: Settings
     engine: AsyncEngine
+    health_engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     tokens: VerificationTokens
+    hasher: PasswordHasher
     sender: MailSender
     runner: JobRunner
 
     @classmethod
     def build(cls, settings: Settings) -> "AppContext":
-        engine = create_engine(settings.database_url)
+        engine = create_engine(
+            settings.database_url, pool_timeout=settings.database_pool_timeout_seconds
+        )
         sessionmaker = create_sessionmaker(engine)
         tokens = VerificationTokens(
             settings.secret_key.get_secret_value(),
@@ -78,9 +83,24 @@ class AppContext:
         )
         # The moment the relay answers again, everything it held is due: look now.
         sender.relay.on_available(runner.wake)
-        return cls(settings, engine, sessionmaker, tokens, sender, runner)
+        hasher = PasswordHasher(
+            workers=settings.password_hash_workers or None,
+            queue_limit=settings.register_queue_limit,
+        )
+        return cls(
+            settings=settings,
+            engine=engine,
+            health_engine=create_health_engine(settings.database_url),
+            sessionmaker=sessionmaker,
+            tokens=tokens,
+            hasher=hasher,
+            sender=sender,
+            runner=runner,
+        )
 
     async def close(self) -> None:
         await self.runner.stop()
         await self.sender.close()
+        self.hasher.close()
         await self.engine.dispose()
+        await self.health_engine.dispose()

@@ -23,9 +23,23 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-def create_engine(database_url: str) -> AsyncEngine:
+def create_engine(database_url: str, *, pool_timeout: float = 30.0) -> AsyncEngine:
     # pre_ping makes the pool survive a database restart instead of failing one request.
-    return create_async_engine(database_url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    return create_async_engine(
+        database_url,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=10,
+        pool_timeout=pool_timeout,
+    )
+
+
+def create_health_engine(database_url: str) -> AsyncEngine:
+    """One connection of its own for the health check, so that it never queues behind
+    requests for a pooled one (a load balancer must not see a busy app as a dead one)."""
+    return create_async_engine(
+        database_url, pool_pre_ping=True, pool_size=1, max_overflow=1, pool_timeout=1.0
+    )
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -22,6 +22,8 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/app"
+    # Past this wait for a pooled connection, a request gets 503 with Retry-After.
+    database_pool_timeout_seconds: float = Field(default=5.0, gt=0)
 
     mail_server: str = "127.0.0.1"
     mail_port: int = 1025
@@ -52,6 +54,10 @@ class Settings(BaseSettings):
     verification_max_age_seconds: int = 48 * 3600
     # Per client address, in the `limits` notation ("10/minute", "100/hour"); empty turns it off.
     register_rate_limit: str = "10/minute"
+    # Argon2 hashes run at once (0: one per core), and how many more may wait their turn;
+    # past that a registration gets 503 with Retry-After at once.
+    password_hash_workers: int = Field(default=0, ge=0)
+    register_queue_limit: int = Field(default=8, ge=0)
 
     # Durable background work (see README, "How background work survives failures").
     job_lease_seconds: float = 60.0

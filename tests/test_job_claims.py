@@ -25,7 +25,7 @@ from backend.jobs.handlers import Outcome
 from backend.jobs.outbox import ClaimedJob
 from backend.jobs.runner import JobRunner, RunnerConfig
 from backend.settings import Settings
-from tests.durability import claim_as_worker, job_states, refusing_inserts
+from tests.durability import HASHER, claim_as_worker, job_states, refusing_inserts
 from tests.helpers import PASSWORD, rows
 
 
@@ -180,6 +180,7 @@ async def test_user_and_jobs_commit_together_or_not_at_all(
                 channel="api",
                 sender_address=settings.mail_from,
                 smtputf8=False,
+                hasher=HASHER,
             )
 
     assert await rows(engine, "SELECT id FROM users") == []

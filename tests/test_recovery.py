@@ -6,7 +6,7 @@ from backend.accounts.schemas import RegistrationIn
 from backend.accounts.service import register
 from backend.settings import Settings
 from tests.conftest import app_client
-from tests.durability import wait_until
+from tests.durability import HASHER, wait_until
 from tests.helpers import PASSWORD, rows
 from tests.support.mailhog import MailHog
 
@@ -24,6 +24,7 @@ async def test_jobs_committed_but_never_run_are_run_at_start(
                 channel="api",
                 sender_address=settings.mail_from,
                 smtputf8=settings.mail_smtputf8,
+                hasher=HASHER,
             )
     assert await mailhog.messages() == []
 

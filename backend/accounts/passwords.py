@@ -1,15 +1,86 @@
-"""Argon2 password hashing, off the event loop (a hash takes tens of milliseconds of CPU)."""
+"""Argon2id password hashing in a bounded pool, with a bounded queue in front of it.
+
+A hash is tens of milliseconds of CPU and tens of MiB of memory. Run on the default
+executor, every concurrent registration would start its own hash (and each hash its
+own lanes), and a burst would leave dozens of runnable threads fighting the event loop
+for the cores: the health check and every page would wait behind them. Here at most
+`workers` hashes run at once (one per core by default); up to `queue_limit` more wait
+in the executor's one queue, as queued work rather than threads; past that, a
+registration is told at once to come back (`HashingOverloaded`), never queued without
+bound.
+"""
 
 import asyncio
+import math
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
 
-_hasher = PasswordHash.recommended()
-
-
-async def hash_password(password: str) -> str:
-    return await asyncio.to_thread(_hasher.hash, password)
+T = TypeVar("T")
 
 
-async def verify_password(password: str, password_hash: str) -> bool:
-    return await asyncio.to_thread(_hasher.verify, password, password_hash)
+class HashingOverloaded(Exception):
+    """More registrations than the hashers can serve; `retry_after` seconds is a fair wait."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"password hashing is saturated; retry after {retry_after}s")
+        self.retry_after = retry_after
+
+
+class PasswordHasher:
+    def __init__(
+        self,
+        *,
+        workers: int | None = None,
+        queue_limit: int = 8,
+        time_cost: int = 3,
+        memory_kib: int = 65536,
+        parallelism: int = 4,
+    ) -> None:
+        self.workers = workers or os.cpu_count() or 1
+        self.queue_limit = queue_limit
+        self._hash = PasswordHash(
+            (Argon2Hasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism),)
+        )
+        self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="argon2")
+        self._admitted = 0
+        self._seconds_per_hash = 0.1  # refined as hashes run; only used for Retry-After
+
+    @property
+    def waiting(self) -> int:
+        """Hashes queued behind the running ones (the depth of the one queue)."""
+        return max(0, self._admitted - self.workers)
+
+    async def hash(self, password: str) -> str:
+        return await self._run(self._hash.hash, password)
+
+    async def verify(self, password: str, password_hash: str) -> bool:
+        return await self._run(self._hash.verify, password, password_hash)
+
+    async def _run(self, function: Callable[..., T], *args: str) -> T:
+        if self._admitted >= self.workers + self.queue_limit:
+            # The queue drains in about this long: a client that waits that much gets in.
+            drain = (self.queue_limit + 1) * self._seconds_per_hash / self.workers
+            raise HashingOverloaded(retry_after=max(1, math.ceil(drain)))
+        self._admitted += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._executor, self._timed, function, *args)
+        finally:
+            self._admitted -= 1
+
+    def _timed(self, function: Callable[..., T], *args: str) -> T:
+        started = time.perf_counter()
+        result = function(*args)
+        self._seconds_per_hash = 0.8 * self._seconds_per_hash + 0.2 * (
+            time.perf_counter() - started
+        )
+        return result
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

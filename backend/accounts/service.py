@@ -7,7 +7,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.accounts.passwords import hash_password
+from backend.accounts.passwords import PasswordHasher
 from backend.accounts.schemas import RegistrationIn
 from backend.accounts.tokens import TokenProblem, VerificationTokens
 from backend.accounts.welcome_email import enqueue_welcome_email
@@ -53,27 +53,29 @@ async def register(
     channel: str,
     sender_address: str,
     smtputf8: bool,
+    hasher: PasswordHasher,
 ) -> Registered:
     """Create the user and its background work (welcome email, audit row) in one transaction.
 
     Raises DuplicateUserError naming each taken field. The pre-check gives friendly
     messages; the unique indexes decide races, so two concurrent requests can't both win.
-    Raises UndeliverableEmailError for an address the relay could never deliver to.
+    Raises UndeliverableEmailError for an address the relay could never deliver to, and
+    HashingOverloaded (before anything is written) when the hashers are saturated.
+
+    The password is hashed first, before the session touches the database: no pooled
+    connection or transaction is held while a hash runs (or waits for its turn).
     """
     try:
         check_deliverable(str(data.email), smtputf8=smtputf8)
     except UndeliverableAddress as exc:
         message = f"We cannot send email to this address: {exc}"
         raise UndeliverableEmailError({"email": message}) from exc
+    password_hash = await hasher.hash(data.password)
     taken = await _taken_fields(session, username=data.username, email=str(data.email))
     if taken:
         raise DuplicateUserError(taken)
 
-    user = User(
-        username=data.username,
-        email=str(data.email),
-        password_hash=await hash_password(data.password),
-    )
+    user = User(username=data.username, email=str(data.email), password_hash=password_hash)
     session.add(user)
     try:
         await session.flush()

@@ -56,6 +56,7 @@ async def register_user(
             channel="api",
             sender_address=context.settings.mail_from,
             smtputf8=context.settings.mail_smtputf8,
+            hasher=context.hasher,
         )
     except RegistrationRefused as exc:
         duplicate = isinstance(exc, DuplicateUserError)

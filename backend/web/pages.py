@@ -116,6 +116,7 @@ async def register_submit(
             channel="form",
             sender_address=settings.mail_from,
             smtputf8=settings.mail_smtputf8,
+            hasher=context.hasher,
         )
     except RegistrationRefused as exc:
         code = 409 if isinstance(exc, DuplicateUserError) else 422
