@@ -35,6 +35,7 @@ from sqlalchemy import text
 from backend.accounts.passwords import PasswordHasher
 from backend.context import AppContext
 from backend.settings import Settings
+from bench import load
 from tests.support.database import create_database, run_alembic
 from tests.support.smtp_proxy import SmtpProxy
 
@@ -234,6 +235,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--emails", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--skip-load", action="store_true", help="only the backlog drain")
     args = parser.parse_args()
 
     smtp_port, http_port = _free_port(), _free_port()
@@ -264,7 +266,12 @@ def main() -> None:
 
 
 async def _run(server_url: str, smtp_port: int, inbox_url: str, args: argparse.Namespace) -> str:
-    return await _bench(await create_database(server_url), smtp_port, inbox_url, args)
+    database_url = await create_database(server_url)
+    backlog = await _bench(database_url, smtp_port, inbox_url, args)
+    if args.skip_load:
+        return backlog
+    base = Settings(_env_file=None, database_url=database_url, mail_port=smtp_port)
+    return backlog + "\n" + load.report(*await load.run(base))
 
 
 if __name__ == "__main__":

@@ -32,7 +32,15 @@ class ConnectionPool:
         """A new connection (connected, TLS and login done as configured); raises
         fastapi-mail's ConnectionErrors wrapping the cause when that fails."""
         connection = Connection(self._config)
-        await connection.__aenter__()
+        try:
+            await connection.__aenter__()
+        except BaseException:
+            # fastapi-mail leaves a connection whose login (or TLS) failed open; so would
+            # a cancellation mid-handshake.
+            session = getattr(connection, "session", None)
+            if isinstance(session, aiosmtplib.SMTP):
+                session.close()
+            raise
         smtp: aiosmtplib.SMTP = connection.session
         return smtp
 
