@@ -123,7 +123,9 @@ class DevInbox:
             return
         # uvicorn polls this flag on its own loop; once it returns, _serve closes SMTP too.
         self._http_server.should_exit = True
-        self._thread.join()
+        # Bounded: Ctrl-C must stop the inbox even if a connection will not let go (the
+        # thread is a daemon and ends with the process).
+        self._thread.join(timeout=5)
         self._thread = None
 
     def __enter__(self) -> DevInbox:
