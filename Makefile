@@ -43,7 +43,7 @@ format: $(INSTALLED) ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: $(INSTALLED) ## drain a 1,000-email backlog, batched vs one connection each; see bench/RESULTS.md
+bench: $(INSTALLED) ## backlog drain and duplicate window, registrations under load; see bench/RESULTS.md
 	$(BIN)/python -m bench.backlog
 
 migrate jobs audit: export DATABASE_URL ?= $(DEV_DATABASE_URL)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import matplotlib
+from pydantic import SecretStr
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -147,7 +148,13 @@ async def offered_load(url: str, rate: float, multiple: float, seconds: float) -
 async def run(base: Settings) -> tuple[float, Saturation, list[Step]]:
     ceiling = await asyncio.to_thread(argon2_ceiling)
     print(f"argon2 ceiling: {ceiling:.1f} hashes/s", flush=True)
-    settings = base.model_copy(update={"register_rate_limit": "", "environment": "test"})
+    settings = base.model_copy(
+        update={
+            "register_rate_limit": "",  # one client address sends everything here
+            "environment": "test",
+            "secret_key": SecretStr("benchmark-secret-key-not-for-production"),
+        }
+    )
     app = AppProcess(settings)
     try:
         app.start()
