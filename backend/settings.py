@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     # Argon2 hashes run at once (0: one per core), and how many more may wait their turn;
     # past that a registration gets 503 with Retry-After at once.
     password_hash_workers: int = Field(default=0, ge=0)
-    register_queue_limit: int = Field(default=8, ge=0)
+    register_queue_limit: int = Field(default=16, ge=0)
 
     # Durable background work (see README, "How background work survives failures").
     job_lease_seconds: float = 60.0
