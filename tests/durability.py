@@ -47,6 +47,16 @@ async def wait_until(
         await asyncio.sleep(0.1)
 
 
+async def until_succeeded(engine: AsyncEngine, count: int, *, within: float = 30.0) -> None:
+    """Wait until `count` jobs have succeeded."""
+    await wait_until(
+        engine,
+        "SELECT id FROM jobs WHERE status = 'succeeded'",
+        lambda found: len(found) == count,
+        within=within,
+    )
+
+
 async def job_states(engine: AsyncEngine) -> dict[str, int]:
     found = await rows(engine, "SELECT status, count(*) AS n FROM jobs GROUP BY status")
     return {row["status"]: row["n"] for row in found}

@@ -11,7 +11,13 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.settings import Settings
-from tests.durability import duplicates, job_states, queue_backlog, through_proxy, wait_until
+from tests.durability import (
+    duplicates,
+    job_states,
+    queue_backlog,
+    through_proxy,
+    until_succeeded,
+)
 from tests.helpers import rows
 from tests.support.mailhog import MailEndpoints, MailHog
 from tests.support.server import AppProcess
@@ -44,12 +50,7 @@ async def test_kill_9_mid_drain_resends_at_most_one_email_per_open_connection(
     assert delivered_before < BACKLOG, "the drain finished before the kill; slow the link"
 
     with AppProcess(app_settings):
-        await wait_until(
-            engine,
-            "SELECT id FROM jobs WHERE status = 'succeeded'",
-            lambda found: len(found) == BACKLOG,
-            within=120,
-        )
+        await until_succeeded(engine, BACKLOG, within=120)
     mails = await mailhog.messages()
     assert len({m.message_ids[0] for m in mails}) == BACKLOG  # every email, once at least
     print(f"\nkill -9 after {delivered_before} delivered: {duplicates(mails)} duplicate(s)")

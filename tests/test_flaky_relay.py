@@ -5,7 +5,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.settings import Settings
-from tests.durability import duplicates, job_states, queue_backlog, wait_until
+from tests.durability import duplicates, job_states, queue_backlog, until_succeeded
 from tests.helpers import rows
 from tests.support.jim import jim_api
 from tests.support.mailhog import MailEndpoints, MailHog
@@ -33,12 +33,7 @@ async def test_every_email_arrives_through_a_flaky_relay(
             # (no refused recipients: those are rightly given up)
         )
         with AppProcess(settings.model_copy(update={"job_batch_size": 10})):
-            await wait_until(
-                engine,
-                "SELECT id FROM jobs WHERE status = 'succeeded'",
-                lambda found: len(found) == EMAILS,
-                within=120,
-            )
+            await until_succeeded(engine, EMAILS, within=120)
     mails = await mailhog.messages()
     assert len({m.message_ids[0] for m in mails}) == EMAILS
     print(f"\nfault rate {fault_rate}: {EMAILS} delivered, {duplicates(mails)} duplicate(s)")

@@ -6,7 +6,7 @@ from backend.accounts.schemas import RegistrationIn
 from backend.accounts.service import register
 from backend.settings import Settings
 from tests.conftest import app_client
-from tests.durability import HASHER, wait_until
+from tests.durability import HASHER, until_succeeded
 from tests.helpers import PASSWORD, rows
 from tests.support.mailhog import MailHog
 
@@ -31,12 +31,7 @@ async def test_jobs_committed_but_never_run_are_run_at_start(
     # The poller's timer would first fire an hour after start, long after the waits below
     # give up (40 s at most): only the run at start can do this work.
     async with app_client(settings.model_copy(update={"job_poll_seconds": 3600})):
-        await wait_until(
-            engine,
-            "SELECT id FROM jobs WHERE status = 'succeeded'",
-            lambda done: len(done) == 4,
-            within=20,
-        )
+        await until_succeeded(engine, 4, within=20)
         mails = await mailhog.wait_for(2, within=20)
 
     assert sorted(m.to[0] for m in mails) == ["behind@example.com", "left@example.com"]

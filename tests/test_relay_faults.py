@@ -20,6 +20,7 @@ from tests.durability import (
     job_states,
     queue_backlog,
     through_proxy,
+    until_succeeded,
     wait_until,
 )
 from tests.helpers import rows
@@ -50,12 +51,6 @@ def _rule_id(rule: dict[str, object]) -> str:
 
 async def until_relay_is(engine: AsyncEngine, state: str) -> None:
     await wait_until(engine, "SELECT state FROM relay_status", lambda f: f == [{"state": state}])
-
-
-async def until_succeeded(engine: AsyncEngine, count: int) -> None:
-    await wait_until(
-        engine, "SELECT id FROM jobs WHERE status = 'succeeded'", lambda f: len(f) == count
-    )
 
 
 async def relay_state(engine: AsyncEngine) -> str | None:
@@ -174,12 +169,7 @@ async def test_a_relay_asking_to_slow_down_pauses_the_queue_not_the_message(
         await wait_until(
             engine, "SELECT state FROM relay_status", lambda f: f == [{"state": "throttled"}]
         )
-        await wait_until(
-            engine,
-            "SELECT id FROM jobs WHERE status = 'succeeded'",
-            lambda f: len(f) == 3,
-            within=30,
-        )
+        await until_succeeded(engine, 3, within=30)
     assert await rows(engine, "SELECT id FROM jobs WHERE attempts > 1") == []
     assert len(await mailhog.wait_for(3)) == 3
 

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.context import AppContext
 from backend.settings import Settings
-from tests.durability import job_states, queue_backlog, through_proxy, wait_until
+from tests.durability import job_states, queue_backlog, through_proxy, until_succeeded
 from tests.helpers import rows, user_json
 from tests.support.mailhog import Delivered, MailHog
 from tests.support.server import AppProcess
@@ -60,9 +60,7 @@ async def test_after_a_90s_outage_every_email_arrives_within_5s_of_the_return(
         back_at = time.time()
         proxy.up()
         mails = await mailhog.wait_for(12, within=30)
-        await wait_until(
-            engine, "SELECT id FROM jobs WHERE status = 'succeeded'", lambda f: len(f) == 24
-        )
+        await until_succeeded(engine, 24)
         assert "is available again after" in app.log()
 
     assert len(mails) == 12
@@ -95,9 +93,7 @@ async def test_an_outage_longer_than_the_old_retry_budget_parks_nothing(
         assert await job_states(engine) == {"pending": 20}
         assert await rows(engine, "SELECT id FROM jobs WHERE attempts > 0") == []
         proxy.up()
-        await wait_until(
-            engine, "SELECT id FROM jobs WHERE status = 'succeeded'", lambda f: len(f) == 20
-        )
+        await until_succeeded(engine, 20)
     finally:
         await context.close()
     assert len(await mailhog.wait_for(20)) == 20
