@@ -36,6 +36,6 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
 
 # Migrations first (a failure stops the start), then `exec` so uvicorn becomes PID 1 and
-# gets SIGTERM directly. --proxy-headers trusts X-Forwarded-* only from the addresses in
-# FORWARDED_ALLOW_IPS (uvicorn's default: 127.0.0.1); set it when behind a proxy.
-CMD ["sh", "-c", "alembic upgrade head && exec uvicorn backend.main:app --host 0.0.0.0 --port 8000 --proxy-headers"]
+# gets SIGTERM directly. --no-proxy-headers: the app decides whose X-Forwarded-For to
+# believe (TRUSTED_PROXIES), from the real peer address, which uvicorn would overwrite.
+CMD ["sh", "-c", "alembic upgrade head && exec uvicorn backend.main:app --host 0.0.0.0 --port 8000 --no-proxy-headers"]

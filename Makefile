@@ -6,6 +6,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
+# axe-core for the browser tests' accessibility checks, pinned by package-lock.json. Only
+# where npm exists: without it those checks skip, or fail under REQUIRE_BROWSER=1 (CI).
+AXE := node_modules/axe-core/axe.min.js
+NODE_DEPS := $(if $(shell command -v npm 2>/dev/null),$(AXE))
 
 # While `make dev` runs, the operator targets talk to its embedded database
 # (unless DATABASE_URL is set).
@@ -24,14 +28,20 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-install: $(INSTALLED) ## create .venv and install the project (done by the other targets)
+# --ignore-scripts: neither package needs one (swagger-ui-dist's dependency @scarf/scarf
+# would only report the install to its analytics).
+$(AXE): package.json package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	@touch $@
+
+install: $(INSTALLED) $(NODE_DEPS) ## create .venv and install the project (done by the other targets)
 
 dev: $(INSTALLED) ## run Postgres, the mail inbox and the app (http://localhost:8000/register)
 	$(BIN)/python -m backend.devstack
 
 # -n auto: pytest-xdist workers, as many as tests/conftest.py says (TEST_WORKERS overrides;
 # none with TEST_MAILHOG_URL, whose one inbox the tests share).
-test: $(INSTALLED) ## run the whole test suite (self-contained: embedded Postgres, built-in inbox)
+test: $(INSTALLED) $(NODE_DEPS) ## run the whole test suite (self-contained: embedded Postgres, built-in inbox)
 	$(BIN)/python -m pytest -n auto --dist worksteal $(PYTEST_ARGS)
 
 lint: $(INSTALLED) ## ruff (lint + format check) and mypy
@@ -43,8 +53,8 @@ format: $(INSTALLED) ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: $(INSTALLED) ## backlog drain and duplicate window, registrations under load; see bench/RESULTS.md
-	$(BIN)/python -m bench.backlog
+bench: $(INSTALLED) ## drain vs raw smtplib, connection reuse, relay frozen/outage, load; see bench/RESULTS.md
+	$(BIN)/python -m bench
 
 migrate jobs audit: export DATABASE_URL ?= $(DEV_DATABASE_URL)
 
@@ -58,4 +68,4 @@ audit: $(INSTALLED) ## the latest audit_log rows
 	$(BIN)/python -m backend audit
 
 clean: ## remove the virtualenv, caches and the dev data (database included)
-	rm -rf $(VENV) .devdata .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) node_modules .devdata .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -4,6 +4,8 @@ python -m backend jobs [--status pending,running,failed] [--limit 50]
 python -m backend jobs retry JOB_ID
 python -m backend jobs retry --status failed [--kind email.welcome] [--since 2026-11-24T08:00]
 python -m backend audit [--limit 20] [--action email.sent]
+
+Reads only DATABASE_URL (environment or `.env`), like Alembic: no SECRET_KEY needed.
 """
 
 import argparse
@@ -20,7 +22,7 @@ from backend.audit.service import AuditEntry, record_many
 from backend.db import create_engine, create_sessionmaker
 from backend.jobs import admin
 from backend.models import AuditLog, RelayStatus
-from backend.settings import get_settings
+from backend.settings import DatabaseSettings
 
 
 async def _jobs(session: AsyncSession, args: argparse.Namespace) -> int:
@@ -96,7 +98,8 @@ async def _audit(session: AsyncSession, args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    engine = create_engine(get_settings().database_url)
+    # Only the database: an operator's command needs no SECRET_KEY (see DatabaseSettings).
+    engine = create_engine(DatabaseSettings().database_url)
     try:
         async with create_sessionmaker(engine)() as session:
             exit_code: int = await args.command(session, args)

@@ -1,20 +1,29 @@
 """Everything the app builds once at start-up, shared by requests and background work."""
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from backend.accounts import registration_notice, resend, welcome_email
+from backend.accounts.mail_limit import MailLimit
 from backend.accounts.passwords import PasswordHasher
 from backend.accounts.tokens import VerificationTokens
-from backend.accounts.welcome_email import KIND as WELCOME_EMAIL_KIND
-from backend.accounts.welcome_email import WelcomeEmailHandler
+from backend.accounts.user_email import UserEmailHandler
 from backend.audit.job_kind import KIND as AUDIT_KIND
 from backend.audit.job_kind import AuditHandler
-from backend.db import create_engine, create_health_engine, create_sessionmaker
+from backend.db import (
+    create_engine,
+    create_health_engine,
+    create_recorder_engine,
+    create_sessionmaker,
+)
+from backend.jobs.handlers import Handler
 from backend.jobs.runner import JobRunner, RunnerConfig
 from backend.mail.render import EmailRenderer
 from backend.mail.sender import MailSender, SmtpSettings
+from backend.ratelimits import Counter, Limiter, build_counter
 from backend.settings import Settings
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
@@ -25,11 +34,20 @@ class AppContext:
     settings: Settings
     engine: AsyncEngine
     health_engine: AsyncEngine
+    recorder_engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     tokens: VerificationTokens
     hasher: PasswordHasher
     sender: MailSender
     runner: JobRunner
+    # Where every limit counts (Postgres unless RATE_LIMIT_STORAGE_URL says otherwise).
+    rate_counter: Counter
+    # REGISTER_RATE_LIMIT, per client (web/ratelimit.py makes the key from the request).
+    register_limit: Limiter
+    # RESEND_RATE_LIMIT, per client, whatever the address asked for.
+    resend_limit: Limiter
+    # MAIL_PER_ADDRESS_LIMIT: every path that queues an email to an address asks it first.
+    mail_limit: MailLimit
 
     @classmethod
     def build(cls, settings: Settings) -> "AppContext":
@@ -58,7 +76,8 @@ class AppContext:
             ),
             status_sessionmaker=sessionmaker,
         )
-        welcome = WelcomeEmailHandler(
+        email_handler = partial(
+            UserEmailHandler,
             sessionmaker=sessionmaker,
             sender=sender,
             renderer=EmailRenderer(TEMPLATES_DIR),
@@ -66,9 +85,19 @@ class AppContext:
             app_base_url=settings.app_base_url,
             batch_size=settings.mail_batch_size,
         )
+        # Each email is a kind of its own, defined with its feature; the queue knows none.
+        handlers: dict[str, Handler] = {
+            welcome_email.KIND: email_handler(template=welcome_email.TEMPLATE),
+            # A resent link is not sent to someone who has confirmed since asking.
+            resend.KIND: email_handler(template=resend.TEMPLATE, skip_verified=True),
+            registration_notice.KIND: email_handler(template=registration_notice.TEMPLATE),
+            AUDIT_KIND: AuditHandler(),
+        }
+        recorder_engine = create_recorder_engine(settings.database_url)
         runner = JobRunner(
             sessionmaker=sessionmaker,
-            handlers={WELCOME_EMAIL_KIND: welcome, AUDIT_KIND: AuditHandler()},
+            record_sessionmaker=create_sessionmaker(recorder_engine),
+            handlers=handlers,
             config=RunnerConfig(
                 lease_seconds=settings.job_lease_seconds,
                 poll_seconds=settings.job_poll_seconds,
@@ -83,6 +112,28 @@ class AppContext:
         )
         # The moment the relay answers again, everything it held is due: look now.
         sender.relay.on_available(runner.wake)
+        rate_counter = build_counter(storage_url=settings.rate_limit_storage_url, engine=engine)
+        secret = settings.secret_key.get_secret_value()
+        register_limit = Limiter(
+            name="register",
+            limit=settings.register_rate_limit,
+            counter=rate_counter,
+            secret=secret,
+        )
+        resend_limit = Limiter(
+            name="resend",
+            limit=settings.resend_rate_limit,
+            counter=rate_counter,
+            secret=secret,
+        )
+        mail_limit = MailLimit(
+            Limiter(
+                name="mail-to",
+                limit=settings.mail_per_address_limit,
+                counter=rate_counter,
+                secret=secret,
+            )
+        )
         hasher = PasswordHasher(
             workers=settings.password_hash_workers or None,
             queue_limit=settings.register_queue_limit,
@@ -91,16 +142,23 @@ class AppContext:
             settings=settings,
             engine=engine,
             health_engine=create_health_engine(settings.database_url),
+            recorder_engine=recorder_engine,
             sessionmaker=sessionmaker,
             tokens=tokens,
             hasher=hasher,
             sender=sender,
             runner=runner,
+            rate_counter=rate_counter,
+            register_limit=register_limit,
+            resend_limit=resend_limit,
+            mail_limit=mail_limit,
         )
 
     async def close(self) -> None:
         await self.runner.stop()
         await self.sender.close()
         self.hasher.close()
+        await self.rate_counter.close()
         await self.engine.dispose()
         await self.health_engine.dispose()
+        await self.recorder_engine.dispose()

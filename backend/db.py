@@ -19,6 +19,12 @@ NAMING_CONVENTION = {
 }
 
 
+# The Postgres advisory lock that migrations/env.py holds while it migrates, so replicas
+# starting together take turns. Any fixed number works (advisory locks are per database);
+# this one spells "welcome" in ASCII.
+MIGRATION_LOCK_ID = 0x77656C636F6D65
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -36,9 +42,29 @@ def create_engine(database_url: str, *, pool_timeout: float = 30.0) -> AsyncEngi
 
 def create_health_engine(database_url: str) -> AsyncEngine:
     """One connection of its own for the health check, so that it never queues behind
-    requests for a pooled one (a load balancer must not see a busy app as a dead one)."""
+    requests for a pooled one (a load balancer must not see a busy app as a dead one).
+    Autocommit and no pre-ping: the check is one `SELECT 1` round trip instead of six
+    (ping, BEGIN, SELECT, ROLLBACK); `web.health` retries once on a connection that a
+    database restart broke."""
     return create_async_engine(
-        database_url, pool_pre_ping=True, pool_size=1, max_overflow=1, pool_timeout=1.0
+        database_url,
+        pool_size=1,
+        max_overflow=1,
+        pool_timeout=1.0,
+        isolation_level="AUTOCOMMIT",
+    )
+
+
+def create_recorder_engine(database_url: str) -> AsyncEngine:
+    """The job recorder's own connection: it commits an outcome after every delivery, so it
+    skips what a shared pool costs per checkout (a pre-ping round trip; a dropped connection
+    fails one commit, which is retried on a new one), and commits without waiting for the
+    WAL flush (see `jobs.recorder`)."""
+    return create_async_engine(
+        database_url,
+        pool_size=1,
+        max_overflow=1,
+        connect_args={"server_settings": {"synchronous_commit": "off"}},
     )
 
 

@@ -1,23 +1,36 @@
-"""The ASGI app: `uvicorn backend.main:app`."""
+"""The ASGI app: `uvicorn backend.main:app`.
+
+`app` is made on first access (PEP 562), not at import: importing `create_app` (the tests,
+tools) must not read the process's settings, which outside development refuse to load
+without a real SECRET_KEY.
+"""
 
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException
 
 from backend.accounts.passwords import HashingOverloaded
 from backend.context import AppContext
 from backend.log_config import configure_logging
-from backend.settings import Settings, get_settings
-from backend.web import api, health, pages
+from backend.ratelimits import RateLimitStorageUnavailable
+from backend.settings import Settings, get_settings, settings_or_exit
+from backend.web import api, health, pages, verification_pages
 from backend.web.deps import templates
-from backend.web.ratelimit import RegistrationLimiter
+from backend.web.docs import docs_router
+from backend.web.security_headers import SecurityHeaders
+
+STATIC_DIR = Path(__file__).resolve().parent / "web" / "static"
 
 log = logging.getLogger(__name__)
 
@@ -38,20 +51,36 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await context.close()
 
+    docs = settings.api_docs
     app = FastAPI(
         title="Welcome mail",
         summary="Register users; the welcome email and the audit trail follow in the background.",
         lifespan=lifespan,
+        # Off outside development unless API_DOCS_ENABLED: a map of the API for nobody's use.
+        openapi_url="/openapi.json" if docs else None,
+        # FastAPI's pages start with inline scripts, which the CSP refuses: /docs is served
+        # by docs_router instead, and /redoc not at all (see backend/web/docs.py).
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
-    app.state.registration_limiter = RegistrationLimiter(settings.register_rate_limit)
+    if docs:
+        app.include_router(docs_router(openapi_url="/openapi.json"))
     app.include_router(pages.router)
+    app.include_router(verification_pages.router)
     app.include_router(api.router)
     app.include_router(health.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    # Outermost but for Starlette's error middleware, so the exception handlers' pages
+    # (busy, unavailable) get the headers too.
+    app.add_middleware(SecurityHeaders, hsts=settings.cookies_secure)
     app.add_exception_handler(RequestValidationError, _validation_failed)
+    app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(DBAPIError, _database_unavailable)
     app.add_exception_handler(OSError, _database_unavailable)
     app.add_exception_handler(PoolTimeout, _database_unavailable)
     app.add_exception_handler(HashingOverloaded, _overloaded)
+    app.add_exception_handler(RateLimitStorageUnavailable, _limits_unavailable)
     return app
 
 
@@ -60,6 +89,22 @@ async def _validation_failed(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = [{k: v for k, v in error.items() if k != "input"} for error in exc.errors()]
     return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    cause = exc.__cause__
+    if exc.status_code == 400 and isinstance(cause, UnicodeDecodeError):
+        # FastAPI answers a JSON body that is not UTF-8 with a bare 400, but one that is
+        # not JSON with a 422: both are the same mistake to a client, so the same answer.
+        error = {
+            "type": "json_invalid",
+            "loc": ["body", cause.start],
+            "msg": "JSON decode error",
+            "ctx": {"error": "the body is not UTF-8"},
+        }
+        return JSONResponse({"detail": [error]}, status_code=422)
+    return await http_exception_handler(request, exc)
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> Response:
@@ -81,6 +126,13 @@ async def _overloaded(request: Request, exc: Exception) -> Response:
     return _try_later(request, retry_after=exc.retry_after, page="busy.html")
 
 
+async def _limits_unavailable(request: Request, exc: Exception) -> Response:
+    # Fail closed: a limit that cannot count is not let through (with the Postgres
+    # default, a database that cannot count could not register anyone either).
+    log.error("request refused: %s", exc)
+    return _try_later(request, retry_after=5, page="unavailable.html")
+
+
 def _try_later(request: Request, *, retry_after: int, page: str) -> Response:
     headers = {"Retry-After": str(retry_after)}
     if request.url.path.startswith("/api/"):
@@ -94,4 +146,13 @@ def _try_later(request: Request, *, retry_after: int, page: str) -> Response:
     )
 
 
-app = create_app()
+_app: FastAPI | None = None
+
+
+def __getattr__(name: str) -> FastAPI:
+    global _app
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if _app is None:
+        _app = create_app(settings_or_exit())
+    return _app

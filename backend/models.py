@@ -16,7 +16,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from backend.db import Base
@@ -33,6 +33,12 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     email_verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the latest verification link was queued (at registration, then at each resend):
+    # an unverified account is replaceable once that link is long expired (see
+    # accounts/service.py, "No squatting").
+    verification_sent_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
 
     # Case-insensitive uniqueness lives in the database so racing requests cannot both win.
     __table_args__ = (
@@ -102,3 +108,24 @@ class RelayStatus(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
+
+
+class RateLimitCounter(Base):
+    """The recent hits of one rate-limit key (see backend/ratelimits/postgres.py).
+
+    UNLOGGED: a hit writes no WAL and its commit waits for no disk flush. A Postgres
+    crash (or a failover: standbys do not get unlogged tables) empties the table, which
+    only forgives the hits counted so far. No index on `expires_at`: an update that
+    touches no indexed column can stay on its page (HOT), and the table holds only the
+    keys seen in the last period, so the sweep reads it whole.
+    """
+
+    __tablename__ = "rate_limit_counters"
+    __table_args__ = ({"prefixes": ["UNLOGGED"]},)
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # A keyed hash of the client or the email address, never the address itself.
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The hits still inside the period, oldest first: at most the limit's amount of them.
+    hits: Mapped[list[datetime]] = mapped_column(ARRAY(DateTime(timezone=True)))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

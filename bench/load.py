@@ -4,8 +4,9 @@ Runs the app as a real `uvicorn` process on an embedded Postgres with the dev in
 and, side by side in one run:
 - the Argon2 ceiling: hashes per second at the app's parameters, one thread per core,
   with nothing else running;
-- 16 clients registering flat out, while `/healthz` is probed every 50 ms, against the
-  same probe on the idle app;
+- 16 clients registering flat out (each waits only the `Retry-After` of a 503), while
+  `/healthz` is probed every 50 ms from a process of its own (as a load balancer would),
+  against the same probe on the idle app;
 - an open-loop sweep of offered load from half the ceiling to four times it: latency
   percentiles of accepted registrations, the share shed (503) and how fast sheds answer.
 Returns Markdown for bench/RESULTS.md and writes PNG plots beside it.
@@ -13,7 +14,9 @@ Returns Markdown for bench/RESULTS.md and writes PNG plots beside it.
 
 import asyncio
 import itertools
+import json
 import os
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -59,23 +62,29 @@ def argon2_ceiling(seconds: float = 6.0) -> float:
     return total / (time.perf_counter() - started)
 
 
-async def register(client: httpx.AsyncClient) -> tuple[int, float]:
+async def register(client: httpx.AsyncClient) -> tuple[int, float, float]:
+    """Status, latency, and the Retry-After asked for (0 when none)."""
     name = f"load{next(_names)}"
     body = {"username": name, "email": f"{name}@example.com", "password": "benchmark pw"}
     started = time.perf_counter()
     response = await client.post("/api/register", json=body)
-    return response.status_code, time.perf_counter() - started
+    retry_after = float(response.headers.get("Retry-After", 0))
+    return response.status_code, time.perf_counter() - started, retry_after
 
 
-async def probe_health(client: httpx.AsyncClient, stop: asyncio.Event) -> list[float]:
-    latencies = []
-    while not stop.is_set():
-        started = time.perf_counter()
-        response = await client.get("/healthz")
-        latencies.append(time.perf_counter() - started)
-        assert response.status_code == 200, response.text
-        await asyncio.sleep(0.05)
-    return latencies
+async def probe_health(url: str, seconds: float) -> list[float]:
+    """`/healthz` every 50 ms for `seconds`, from a process of its own (`bench.probe`)."""
+    prober = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.probe",
+        f"{url}/healthz",
+        str(seconds),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    output, _ = await prober.communicate()
+    assert prober.returncode == 0, "the health probe failed"
+    return [float(latency) for latency in json.loads(output)]
 
 
 @dataclass
@@ -94,23 +103,22 @@ async def saturate(url: str, seconds: float) -> Saturation:
     result = Saturation(seconds)
     limits = httpx.Limits(max_connections=CLIENTS + 2)
     async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
-        stop = asyncio.Event()
-        idle = asyncio.create_task(probe_health(client, stop))
-        await asyncio.sleep(5)
-        stop.set()
-        result.health_idle = await idle
+        result.health_idle = await probe_health(url, 5)
 
-        stop = asyncio.Event()
         deadline = time.perf_counter() + seconds
 
         async def one_client() -> None:
             while time.perf_counter() < deadline:
-                code, _ = await register(client)
+                code, _, retry_after = await register(client)
                 result.codes.append(code)
+                # A client told to come back later does so, as browsers and SDKs do with
+                # Retry-After; one that asked again at once would only measure a busy loop.
+                await asyncio.sleep(min(retry_after, max(0.0, deadline - time.perf_counter())))
 
-        busy = asyncio.create_task(probe_health(client, stop))
+        # The probe starts with the clients and stops a second before them: it sees only
+        # the app under the full load.
+        busy = asyncio.create_task(probe_health(url, seconds - 1))
         await asyncio.gather(*(one_client() for _ in range(CLIENTS)))
-        stop.set()
         result.health_busy = await busy
     return result
 
@@ -133,7 +141,7 @@ async def offered_load(url: str, rate: float, multiple: float, seconds: float) -
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=httpx.Limits()) as client:
 
         async def one() -> None:
-            code, latency = await register(client)
+            code, latency, _ = await register(client)
             (step.accepted if code == 201 else step.shed).append(latency)
 
         tasks = []

@@ -2,29 +2,37 @@
 
 A caller may pass `config.attributes["database_url"]` (the test suite does) to target
 another database without touching the environment.
+
+Online runs hold a Postgres advisory lock (MIGRATION_LOCK_ID) from before Alembic reads
+`alembic_version` until the end: every replica of a deploy runs `alembic upgrade head` as
+it starts, and without the lock two of them would both apply the same migration.
 """
 
 import asyncio
+import logging
 from logging.config import fileConfig
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from backend import models  # noqa: F401  (registers the tables on the metadata)
-from backend.db import Base
-from backend.settings import Settings
+from backend.db import MIGRATION_LOCK_ID, Base
+from backend.settings import DatabaseSettings
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 target_metadata = Base.metadata
+log = logging.getLogger("alembic.env")
 
 
 def database_url() -> str:
     url = config.attributes.get("database_url")
-    return str(url) if url else Settings().database_url
+    return str(url) if url else DatabaseSettings().database_url
 
 
 def run_migrations_offline() -> None:
@@ -44,11 +52,29 @@ def do_run_migrations(connection: Connection) -> None:
         context.run_migrations()
 
 
+async def take_migration_lock(connection: AsyncConnection) -> None:
+    """Wait for our turn. A session-level lock: it outlives the transactions Alembic
+    commits, and Postgres drops it when the session ends, so a crash never wedges a deploy."""
+    lock = {"id": MIGRATION_LOCK_ID}
+    if not await connection.scalar(text("SELECT pg_try_advisory_lock(:id)"), lock):
+        log.info("Another process is migrating this database; waiting for it to finish.")
+        await connection.execute(text("SELECT pg_advisory_lock(:id)"), lock)
+    # End the implicit transaction, so that Alembic begins and commits its own.
+    await connection.commit()
+
+
 async def run_migrations_online() -> None:
-    engine = create_async_engine(database_url())
+    # NullPool: closing the connection ends the session, which releases the lock even
+    # when a migration fails (a pool would keep the session, and the lock, alive).
+    engine = create_async_engine(database_url(), poolclass=NullPool)
     try:
         async with engine.connect() as connection:
+            await take_migration_lock(connection)
             await connection.run_sync(do_run_migrations)
+            await connection.execute(
+                text("SELECT pg_advisory_unlock(:id)"), {"id": MIGRATION_LOCK_ID}
+            )
+            await connection.commit()
     finally:
         await engine.dispose()
 

@@ -25,6 +25,11 @@ from tests.support.mailhog import MailEndpoints, MailHog
 from tests.support.server import LOG_TAIL_LINES, AppProcess
 from tests.support.smtp_proxy import SmtpProxy
 
+# The browser fixtures (browser, context, app, shots), shared by the browser test modules.
+pytest_plugins = ["tests.support.browser"]
+
+# The suite runs as a deployment does (ENVIRONMENT=test is not development): with a real
+# key of at least 32 characters, under the same refusal rules as production.
 TEST_SECRET = "test-secret-key-not-for-production"
 
 
@@ -162,7 +167,10 @@ async def clean(engine: AsyncEngine, mailhog: MailHog) -> None:
     """Every test starts with empty tables and an empty inbox."""
     async with engine.begin() as connection:
         await connection.execute(
-            text("TRUNCATE users, audit_log, jobs, relay_status RESTART IDENTITY CASCADE")
+            text(
+                "TRUNCATE users, audit_log, jobs, relay_status, rate_limit_counters "
+                "RESTART IDENTITY CASCADE"
+            )
         )
     await mailhog.clear()
 
@@ -177,6 +185,7 @@ def make_settings(database_url: str, mail: MailEndpoints, **overrides: Any) -> S
         "app_base_url": "http://testserver",
         "secret_key": TEST_SECRET,
         "register_rate_limit": "",  # tests register many users from one client
+        "resend_rate_limit": "",  # and ask for many resends
         "job_poll_seconds": 0.2,
         "job_retry_base_seconds": 0.2,
         "job_retry_cap_seconds": 1.0,

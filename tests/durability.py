@@ -18,7 +18,7 @@ from backend.context import AppContext
 from backend.jobs import outbox
 from backend.jobs.outbox import ClaimedJob
 from backend.settings import Settings
-from tests.helpers import PASSWORD, rows
+from tests.helpers import PASSWORD, mail_limit, rows
 from tests.support.mailhog import Delivered
 from tests.support.smtp_proxy import SmtpProxy
 
@@ -76,6 +76,7 @@ async def queue_registrations(engine: AsyncEngine, settings: Settings, count: in
                 sender_address=settings.mail_from,
                 smtputf8=settings.mail_smtputf8,
                 hasher=HASHER,
+                mail_limit=mail_limit(engine, settings),
             )
 
 

@@ -1,11 +1,17 @@
 """Small helpers the tests share."""
 
+import asyncio
 import re
+import time
 from typing import Any
 
 import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from backend.accounts.mail_limit import MailLimit
+from backend.ratelimits import Limiter, PostgresCounter
+from backend.settings import Settings
 
 PASSWORD = "correct horse battery"
 
@@ -25,6 +31,17 @@ async def register_via_api(client: httpx.AsyncClient, username: str = "ada", **k
     return response.json()
 
 
+def mail_limit(engine: AsyncEngine, settings: Settings) -> MailLimit:
+    """MAIL_PER_ADDRESS_LIMIT as the app builds it, for tests that call the services."""
+    limiter = Limiter(
+        name="mail-to",
+        limit=settings.mail_per_address_limit,
+        counter=PostgresCounter(engine),
+        secret=settings.secret_key.get_secret_value(),
+    )
+    return MailLimit(limiter)
+
+
 async def rows(engine: AsyncEngine, sql: str, **params: Any) -> list[dict[str, Any]]:
     async with engine.connect() as connection:
         result = await connection.execute(text(sql), params)
@@ -41,3 +58,21 @@ def verify_link(body: str) -> str:
     match = re.search(r"http://testserver/verify\?token=[A-Za-z0-9_.\-]+", body)
     assert match, f"no verification link in: {body!r}"
     return match.group(0)
+
+
+async def jobs_settled(engine: AsyncEngine, *, within: float = 20.0) -> list[dict[str, Any]]:
+    """Wait until no job is pending or running (the work queued so far is done, or parked);
+    returns every job with its kind and status."""
+    deadline = time.monotonic() + within
+    while True:
+        jobs = await rows(engine, "SELECT id, kind, status, last_error FROM jobs ORDER BY id")
+        if all(job["status"] in ("succeeded", "failed") for job in jobs):
+            return jobs
+        if time.monotonic() > deadline:
+            raise AssertionError(f"jobs still not settled after {within}s: {jobs}")
+        await asyncio.sleep(0.1)
+
+
+def link_path(body: str) -> str:
+    """The verification link in an email, as a path to request from any app address."""
+    return verify_link(body).removeprefix("http://testserver")

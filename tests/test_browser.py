@@ -1,116 +1,28 @@
 """What a person does, in a real headless Chromium: register, read the mail, click the link.
 
-Needs the `playwright` package and a Chromium at /usr/bin/chromium (Debian's `chromium`);
-without either, these tests skip, or fail when REQUIRE_BROWSER=1 (as in CI). Screenshots go
-to $BROWSER_SCREENSHOTS, or to tmp_path.
+The fixtures (browser, context, app, shots) come from tests/support/browser.py: these tests
+skip without Playwright or Chromium, or fail when REQUIRE_BROWSER=1 (as in CI).
 """
 
-import asyncio
 import os
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from backend.settings import Settings
 from tests.helpers import PASSWORD, rows
+from tests.support.browser import REQUIRE_BROWSER, screenshot, watch_for_problems
 from tests.support.mailhog import MailEndpoints
 from tests.support.server import AppProcess
 
-REQUIRE_BROWSER = os.environ.get("REQUIRE_BROWSER") == "1"
 try:
-    from playwright.async_api import (
-        Browser,
-        BrowserContext,
-        Error,
-        Page,
-        Response,
-        async_playwright,
-        expect,
-    )
+    from playwright.async_api import BrowserContext, expect
 except ImportError:
     if REQUIRE_BROWSER:
         raise
     pytest.skip("no playwright package", allow_module_level=True)
-
-CHROMIUM = Path("/usr/bin/chromium")
-HAVE_CHROMIUM = CHROMIUM.exists()
-
-# A closed network: keep Chromium from reaching out (it would only see refused connections).
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    if not HAVE_CHROMIUM:
-        missing = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
-        if REQUIRE_BROWSER:
-            pytest.fail(f"{missing}, and REQUIRE_BROWSER=1")
-        pytest.skip(missing)
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        await browser.close()
-
-
-@pytest.fixture
-async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
-    context = await browser.new_context(viewport={"width": 1280, "height": 800})
-    context.set_default_timeout(10_000)
-    yield context
-    await context.close()
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    directory = Path(os.environ.get("BROWSER_SCREENSHOTS") or tmp_path)
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
-
-
-@pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[AppProcess]:
-    """The app as a uvicorn process whose emails link back to itself."""
-    app = AppProcess(settings)
-    app.settings = settings.model_copy(update={"app_base_url": app.url})
-    try:
-        await asyncio.to_thread(app.start)
-        yield app
-    finally:
-        app.__exit__(None, None, None)
-
-
-async def _screenshot(page: Page, path: Path) -> None:
-    await page.screenshot(path=path, full_page=True)
-
-
-def _watch_for_problems(page: Page) -> list[str]:
-    """Script errors and failed requests on this page, as they happen."""
-    problems: list[str] = []
-
-    def on_error(error: Error) -> None:
-        problems.append(f"script error: {error.message}")
-
-    def on_response(response: Response) -> None:
-        if response.status >= 400:
-            problems.append(f"HTTP {response.status} for {response.request.method} {response.url}")
-
-    page.on("pageerror", on_error)
-    page.on("response", on_response)
-    return problems
 
 
 async def test_register_then_confirm_from_the_inbox(
@@ -129,7 +41,7 @@ async def test_register_then_confirm_from_the_inbox(
     await page.get_by_label("Username").fill("ada")
     await page.get_by_label("Email").fill("ada@example.com")
     await page.get_by_label("Password").fill(PASSWORD)
-    await _screenshot(page, shots / "1-form.png")
+    await screenshot(page, shots / "1-form.png")
     await page.get_by_role("button", name="Create account").click()
 
     await expect(page).to_have_url(f"{app.url}/register/done")
@@ -138,11 +50,11 @@ async def test_register_then_confirm_from_the_inbox(
         "Welcome aboard, ada! Your account is created."
     )
     await expect(page.locator("main")).to_contain_text("ada@example.com")
-    await _screenshot(page, shots / "2-check-your-inbox.png")
+    await screenshot(page, shots / "2-check-your-inbox.png")
 
     inbox_url = f"{mail_endpoints.api_url}/"
     inbox = await context.new_page()
-    problems = _watch_for_problems(inbox)
+    problems = watch_for_problems(inbox)
     await inbox.goto(inbox_url)
     # The list polls the API, so the message shows up even if it arrives after the load.
     row = inbox.locator("#rows tr").filter(has_text="ada@example.com")
@@ -160,13 +72,13 @@ async def test_register_then_confirm_from_the_inbox(
     try:
         await expect(mail.get_by_role("heading", level=1)).to_have_text("Hi ada,")
     except AssertionError as exc:
-        await _screenshot(inbox, shots / "3-inbox-html.png")  # what the user is left with
+        await screenshot(inbox, shots / "3-inbox-html.png")  # what the user is left with
         raise AssertionError(f"the email's HTML never showed; the inbox saw {problems}") from exc
     confirm = mail.get_by_role("link", name="Confirm my email")
     await expect(confirm).to_have_attribute(
         "href", re.compile(rf"^{re.escape(app.url)}/verify\?token=[\w.-]+$")
     )
-    await _screenshot(inbox, shots / "3-inbox-html.png")
+    await screenshot(inbox, shots / "3-inbox-html.png")
 
     # The UI gives the mail <base target="_blank">: the link opens a new tab.
     async with context.expect_page() as new_tab:
@@ -178,7 +90,12 @@ async def test_register_then_confirm_from_the_inbox(
     await expect(confirmed.get_by_role("status")).to_have_text(
         "Thanks, ada: your email address is confirmed."
     )
-    await _screenshot(confirmed, shots / "4-email-confirmed.png")
+    await screenshot(confirmed, shots / "4-email-confirmed.png")
+    # The confirmed page leads on: to the site's home page.
+    home = confirmed.get_by_role("link", name="Go to the home page")
+    await expect(home).to_have_attribute("href", "/")
+    await home.click()
+    await expect(confirmed).to_have_url(f"{app.url}/register")
 
     assert inbox.url == inbox_url  # the inbox itself stayed put
     assert problems == []
@@ -225,7 +142,7 @@ async def test_invalid_input_shows_field_errors_and_keeps_the_username(
     await expect(username).to_have_value("g!")
     await expect(email).to_have_value("grace-at-example")
     await expect(password).to_have_value("")
-    await _screenshot(page, shots / "5-form-errors.png")
+    await screenshot(page, shots / "5-form-errors.png")
     assert await rows(engine, "SELECT id FROM users") == []
 
 
@@ -238,7 +155,7 @@ async def test_inbox_switch_turns_the_chaos_monkey_on_and_off(
     async with httpx.AsyncClient(base_url=mail_endpoints.api_url, timeout=10) as http:
         await http.delete("/api/v2/jim")
         page = await context.new_page()
-        problems = _watch_for_problems(page)
+        problems = watch_for_problems(page)
         try:
             await page.goto(f"{mail_endpoints.api_url}/")
             switch = page.get_by_role("switch", name=re.compile("Chaos monkey"))
@@ -252,7 +169,7 @@ async def test_inbox_switch_turns_the_chaos_monkey_on_and_off(
             settings = (await http.get("/api/v2/jim")).json()
             assert settings["AcceptChance"] == 0.99  # MailHog's defaults
             assert settings["RejectSenderChance"] == 0.05
-            await _screenshot(page, shots / "6-inbox-chaos-monkey-on.png")
+            await screenshot(page, shots / "6-inbox-chaos-monkey-on.png")
 
             # Changed through the API, the switch follows within a poll.
             await http.put("/api/v2/jim", json={"Faults": [{"Stage": "mail", "Reply": "451 x"}]})

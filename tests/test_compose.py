@@ -362,7 +362,8 @@ def test_dockerfile_migrates_then_serves() -> None:
     assert serve_words[:3] == ["exec", "uvicorn", "backend.main:app"]
     assert serve_words[serve_words.index("--host") + 1] == "0.0.0.0"
     assert serve_words[serve_words.index("--port") + 1] == "8000"
-    assert "--proxy-headers" in serve_words
+    # The app reads X-Forwarded-For itself (TRUSTED_PROXIES) and needs the real peer.
+    assert "--no-proxy-headers" in serve_words and "--proxy-headers" not in serve_words
 
 
 # --- .dockerignore ---------------------------------------------------------------------

@@ -278,10 +278,26 @@ def test_ui_page_has_sandboxed_iframe(client: httpx.Client) -> None:
     assert 'sandbox="allow-popups allow-popups-to-escape-sandbox"' in html
     assert "<iframe" in html
     assert "allow-scripts" not in html.split("<iframe", 1)[1].split(">", 1)[0]
-    assert '<base target="_blank">' in html
     assert "Delete all" in html
-    assert "setInterval(refresh" in html
     assert 'src="http' not in html  # no external CDN
+    # The CSS and JS are the inbox's own files (its CSP allows no inline ones).
+    script = client.get("/static/inbox.js")
+    assert script.status_code == 200
+    assert "setInterval(refresh" in script.text
+    assert client.get("/static/inbox.css").status_code == 200
+
+
+def test_message_html_is_served_with_links_opening_a_new_tab(
+    client: httpx.Client, sent: Sent
+) -> None:
+    alternative = by_subject(client, ALT_SUBJECT)
+    body = client.get(f"/api/dev/messages/{alternative['ID']}/html")
+    assert body.status_code == 200
+    assert body.headers["content-type"].startswith("text/html")
+    assert body.text == '<base target="_blank">' + HTML
+    plain = by_subject(client, "Plain hello")
+    assert client.get(f"/api/dev/messages/{plain['ID']}/html").status_code == 404
+    assert client.get("/api/dev/messages/nope/html").status_code == 404
 
 
 def test_parts_endpoint_decodes_transfer_encodings(client: httpx.Client, sent: Sent) -> None:

@@ -67,7 +67,10 @@ def test_text_part_keeps_characters_that_html_escapes(tmp_path: Path) -> None:
     rendered = EmailRenderer(TEMPLATES_DIR).render(
         "welcome",
         username="Tom & <Jerry>",
+        verified=False,
         verify_url="http://x/verify?token=a&b",
+        resend_url="http://x/verify/resend",
+        link_lifetime="48 hours",
         base_url="http://x",
     )
     assert "Hi Tom & <Jerry>," in rendered.text

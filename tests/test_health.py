@@ -4,6 +4,8 @@ without one; a dead database is never a 500."""
 import socket
 
 import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.settings import Settings
 from tests.conftest import app_client
@@ -41,3 +43,22 @@ async def test_database_down_is_503_everywhere(settings: Settings) -> None:
     assert health.headers["retry-after"] == "5"
     assert api.status_code == 503 and api.headers["retry-after"] == "5"
     assert form.status_code == 503 and "Nothing you entered was saved" in form.text
+
+
+async def test_a_connection_cut_by_the_database_is_no_false_alarm(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    # The check keeps its connection open without pinging it first; a database restart
+    # (here: the server ending that very session) must not make the next check say 503.
+    assert (await client.get("/healthz")).status_code == 200
+    async with engine.connect() as connection:
+        ended = await connection.scalar(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND query = 'SELECT 1'"
+            )
+        )
+    assert ended and ended >= 1
+    response = await client.get("/healthz")
+    assert response.status_code == 200, response.text

@@ -26,7 +26,7 @@ from backend.jobs.outbox import ClaimedJob
 from backend.jobs.runner import JobRunner, RunnerConfig
 from backend.settings import Settings
 from tests.durability import HASHER, claim_as_worker, job_states, refusing_inserts
-from tests.helpers import PASSWORD, rows
+from tests.helpers import PASSWORD, mail_limit, rows
 
 
 async def _insert_audit_jobs(engine: AsyncEngine, count: int) -> None:
@@ -181,6 +181,7 @@ async def test_user_and_jobs_commit_together_or_not_at_all(
                 sender_address=settings.mail_from,
                 smtputf8=False,
                 hasher=HASHER,
+                mail_limit=mail_limit(engine, settings),
             )
 
     assert await rows(engine, "SELECT id FROM users") == []
@@ -197,7 +198,7 @@ def test_backoff_grows_exponentially_with_jitter_and_a_cap(attempt: int) -> None
 
 def test_a_messages_first_five_retries_fall_within_a_minute() -> None:
     # The longest of many drawn waits for each of the first five retries, at the defaults.
-    settings = Settings(_env_file=None)
+    settings = Settings(_env_file=None, environment="development")
     waits = [
         [
             outbox.backoff_seconds(

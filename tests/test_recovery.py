@@ -7,7 +7,7 @@ from backend.accounts.service import register
 from backend.settings import Settings
 from tests.conftest import app_client
 from tests.durability import HASHER, until_succeeded
-from tests.helpers import PASSWORD, rows
+from tests.helpers import PASSWORD, mail_limit, rows
 from tests.support.mailhog import MailHog
 
 
@@ -25,6 +25,7 @@ async def test_jobs_committed_but_never_run_are_run_at_start(
                 sender_address=settings.mail_from,
                 smtputf8=settings.mail_smtputf8,
                 hasher=HASHER,
+                mail_limit=mail_limit(engine, settings),
             )
     assert await mailhog.messages() == []
 

@@ -37,7 +37,7 @@ async def test_after_a_90s_outage_every_email_arrives_within_5s_of_the_return(
     settings: Settings, proxy: SmtpProxy, engine: AsyncEngine, mailhog: MailHog
 ) -> None:
     # The default settings for everything that decides how fast a return is noticed.
-    defaults = Settings(_env_file=None)
+    defaults = Settings(_env_file=None, environment="development")
     app_settings = through_proxy(
         settings,
         proxy,

@@ -1,25 +1,85 @@
-"""Settings: safe defaults for development, refusals outside it."""
+"""Settings: development only when asked for, refusals outside it."""
 
 import pytest
 from pydantic import ValidationError
 
-from backend.settings import DEFAULT_SECRET_KEY, Settings
+from backend.settings import DEFAULT_SECRET_KEY, SECRET_KEY_REFUSED, Settings, describe
+
+GOOD_SECRET = "k" * 32
 
 
 def test_development_needs_no_configuration() -> None:
-    settings = Settings(_env_file=None)
-    assert settings.environment == "development"
+    settings = Settings(_env_file=None, environment="development")
     assert settings.secret_key.get_secret_value() == DEFAULT_SECRET_KEY
     assert DEFAULT_SECRET_KEY not in repr(settings)
+    assert settings.api_docs is True
+
+
+def test_environment_unset_is_production(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ENVIRONMENT", raising=False)
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    with pytest.raises(ValidationError) as refused:
+        Settings(_env_file=None)
+    assert describe(refused.value) == SECRET_KEY_REFUSED
+
+    settings = Settings(_env_file=None, secret_key=GOOD_SECRET)
+    assert settings.environment == "production"
+    assert settings.api_docs is False
 
 
 @pytest.mark.parametrize("environment", ["production", "test"])
-@pytest.mark.parametrize("secret", ["", DEFAULT_SECRET_KEY])
-def test_missing_or_default_secret_is_refused_outside_development(
+@pytest.mark.parametrize("secret", ["", DEFAULT_SECRET_KEY, GOOD_SECRET[:-1]])
+def test_missing_default_or_short_secret_is_refused_outside_development(
     environment: str, secret: str
 ) -> None:
-    with pytest.raises(ValidationError, match="SECRET_KEY"):
+    with pytest.raises(ValidationError) as refused:
         Settings(_env_file=None, environment=environment, secret_key=secret)
+    assert describe(refused.value) == SECRET_KEY_REFUSED
+
+
+@pytest.mark.parametrize("environment", ["production", "test"])
+def test_a_long_secret_is_accepted(environment: str) -> None:
+    settings = Settings(_env_file=None, environment=environment, secret_key=GOOD_SECRET)
+    assert settings.secret_key.get_secret_value() == GOOD_SECRET
+
+
+def test_the_refusal_is_one_line_that_says_what_to_set_and_never_echoes_values() -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings(_env_file=None, environment="production", secret_key="a-short-secret-value")
+    message = describe(refused.value)
+    assert "\n" not in message
+    assert "set SECRET_KEY to a random string of at least 32 characters" in message
+    assert "ENVIRONMENT=development" in message
+    assert "a-short-secret-value" not in message
+
+
+def test_other_invalid_settings_are_named_on_the_same_line() -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings(_env_file=None, environment="staging", mail_port="smtp")
+    message = describe(refused.value)
+    assert "\n" not in message
+    assert message.startswith("ENVIRONMENT: Input should be 'development', 'test' or 'production'")
+    assert "MAIL_PORT: " in message
+    assert "staging" not in message
+
+
+@pytest.mark.parametrize(
+    ("environment", "enabled", "expected"),
+    [
+        ("development", None, True),
+        ("production", None, False),
+        ("test", None, False),
+        ("development", False, False),
+        ("production", True, True),
+    ],
+)
+def test_api_docs_follow_the_setting_and_default_to_development_only(
+    environment: str, enabled: bool | None, expected: bool
+) -> None:
+    settings = Settings(
+        _env_file=None, environment=environment, secret_key=GOOD_SECRET, api_docs_enabled=enabled
+    )
+    assert settings.api_docs is expected
 
 
 def test_names_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -28,20 +88,24 @@ def test_names_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("MAIL_PORT", "2525")
     monkeypatch.setenv("MAIL_FROM", "hello@corp.example")
     monkeypatch.setenv("APP_BASE_URL", "https://app.example")
-    monkeypatch.setenv("SECRET_KEY", "s3cret-from-env")
+    monkeypatch.setenv("SECRET_KEY", "s3cret-from-env-" + "x" * 16)
     monkeypatch.setenv("ENVIRONMENT", "production")
+    monkeypatch.setenv("API_DOCS_ENABLED", "true")
     settings = Settings(_env_file=None)
     assert settings.database_url == "postgresql+asyncpg://u@/db?host=/run/pg"
     assert (settings.mail_server, settings.mail_port) == ("smtp.internal", 2525)
     assert settings.mail_from == "hello@corp.example"
     assert settings.cookies_secure is True
+    assert settings.api_docs is True
 
 
 def test_cookies_are_not_secure_on_plain_http() -> None:
-    settings = Settings(_env_file=None, app_base_url="http://localhost:8000")
+    settings = Settings(
+        _env_file=None, environment="development", app_base_url="http://localhost:8000"
+    )
     assert settings.cookies_secure is False
 
 
 def test_a_malformed_rate_limit_is_refused_at_start() -> None:
     with pytest.raises(ValidationError, match="register_rate_limit"):
-        Settings(_env_file=None, register_rate_limit="ten per minute")
+        Settings(_env_file=None, environment="development", register_rate_limit="ten per minute")

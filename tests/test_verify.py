@@ -3,13 +3,17 @@
 import asyncio
 
 import httpx
+import pytest
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from backend.accounts.tokens import human_duration
 from backend.settings import Settings
 from tests.conftest import app_client
-from tests.helpers import register_via_api, rows, verify_link
+from tests.helpers import csrf_token, jobs_settled, register_via_api, rows, verify_link
 from tests.support.mailhog import MailHog
+from tests.support.pages import expired_token
+from tests.support.server import AppProcess
 
 
 async def _link_from_inbox(mailhog: MailHog) -> str:
@@ -61,6 +65,10 @@ async def test_expired_link_gets_a_friendly_page(
 
     assert response.status_code == 410
     assert "This link has expired" in response.text
+    # No dead end: the page leads to a new link.
+    assert '<a href="/verify/resend">Get a new confirmation link</a>' in response.text
+    assert "contact support" not in response.text
+    assert "valid for 1 second," in response.text
     [stored] = await rows(engine, "SELECT email_verified_at FROM users")
     assert stored["email_verified_at"] is None
 
@@ -97,3 +105,50 @@ async def test_absurdly_long_token_gets_the_friendly_page(client: httpx.AsyncCli
     assert response.status_code == 400
     assert response.headers["content-type"].startswith("text/html")
     assert "This link doesn't work" in response.text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "said"),
+    [
+        (172800, "48 hours"),
+        (259200, "3 days"),
+        (7 * 86400, "7 days"),
+        (86400, "24 hours"),
+        (3600, "1 hour"),
+        (5400, "90 minutes"),
+        (1800, "30 minutes"),
+        (60, "1 minute"),
+        (45, "45 seconds"),
+        (1, "1 second"),
+        # Not whole minutes: rounded down in the largest unit it reaches, never up.
+        (100000, "27 hours"),
+        (3700, "1 hour"),
+    ],
+)
+def test_link_lifetimes_read_as_people_say_them(seconds: int, said: str) -> None:
+    assert human_duration(seconds) == said
+
+
+async def test_the_link_lifetime_shown_follows_the_setting(
+    settings: Settings, mailhog: MailHog, engine: AsyncEngine
+) -> None:
+    half_hour = settings.model_copy(update={"verification_max_age_seconds": 1800})
+    with AppProcess(half_hour) as app:
+        async with httpx.AsyncClient(base_url=app.url, timeout=10, follow_redirects=True) as http:
+            token = csrf_token((await http.get("/register")).text)
+            fields = {"username": "ada", "email": "ada@example.com", "password": "long enough pw"}
+            registered = await http.post("/register", data={"csrf_token": token, **fields})
+            token = csrf_token((await http.get("/verify/resend")).text)
+            resent = await http.post(
+                "/verify/resend", data={"csrf_token": token, "email": "ada@example.com"}
+            )
+            expired = await http.get("/verify", params={"token": expired_token(half_hour)})
+            await jobs_settled(engine)
+            mails = await mailhog.wait_for(2)
+
+    pages = {"registered": registered, "resent": resent, "expired": expired}
+    for name, page in pages.items():
+        assert "30 minutes" in page.text, name
+        assert "48 hours" not in page.text, name
+    assert [m.part("text/plain").count("valid for 30 minutes") for m in mails] == [1, 1]
+    assert [m.part("text/html").count("valid for 30 minutes") for m in mails] == [1, 1]

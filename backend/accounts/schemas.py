@@ -20,8 +20,12 @@ Username = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=3, max_length=32),
     AfterValidator(_username_chars),
+    # Documented for clients (and Schemathesis); checked by _username_chars, whose message
+    # a person can act on, unlike a pattern's.
+    Field(json_schema_extra={"pattern": USERNAME_PATTERN.pattern}),
 ]
 Password = Annotated[str, Field(min_length=8, max_length=128)]
+Email = Annotated[EmailStr, Field(max_length=254)]
 
 
 class RegistrationIn(BaseModel):
@@ -34,7 +38,7 @@ class RegistrationIn(BaseModel):
     )
 
     username: Username
-    email: Annotated[EmailStr, Field(max_length=254)]
+    email: Email
     password: Password
 
 
@@ -46,3 +50,14 @@ class UserOut(BaseModel):
     email: str
     created_at: datetime
     email_verified_at: datetime | None
+
+
+class ResendIn(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"email": "ada@example.com"}]})
+
+    # Normalised as at registration, so the lookup finds the address as it was stored.
+    email: Email
+
+
+class ResendAccepted(BaseModel):
+    detail: str

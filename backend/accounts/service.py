@@ -1,19 +1,32 @@
-"""Registration and email verification: one implementation behind the form and the API."""
+"""Registration: one implementation behind the form and the API.
 
-import enum
+No squatting: an unverified account whose latest link was queued longer ago than
+`replace_unverified_after` (VERIFICATION_MAX_AGE_SECONDS + UNVERIFIED_ACCOUNT_GRACE_HOURS)
+no longer holds its username or email. A registration that meets one replaces it: the old
+row is deleted in the registration's own transaction, and a `user.replaced` audit row
+names it. Deleted, not overwritten: the new account gets an id of its own, so nothing
+made for the old one (a link, a queued email) can reach the new one.
+"""
+
+import logging
+import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, false, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.accounts.mail_limit import MailLimit
 from backend.accounts.passwords import PasswordHasher
-from backend.accounts.schemas import RegistrationIn
-from backend.accounts.tokens import TokenProblem, VerificationTokens
+from backend.accounts.registration_notice import notify_owner_instead
+from backend.accounts.schemas import RegistrationIn, UserOut
 from backend.accounts.welcome_email import enqueue_welcome_email
 from backend.audit.job_kind import enqueue_audit
 from backend.mail.addresses import UndeliverableAddress, check_deliverable
-from backend.models import User
+from backend.models import Job, User
+
+log = logging.getLogger(__name__)
 
 USERNAME_TAKEN = "This username is already taken"
 EMAIL_TAKEN = "An account with this email already exists"
@@ -42,8 +55,20 @@ class UndeliverableEmailError(RegistrationRefused):
 
 @dataclass(frozen=True)
 class Registered:
-    user: User
+    # What the client is told; in enumeration-safe mode, for a taken email, a user that
+    # was never created (see registration_notice.py).
+    user: UserOut
     job_ids: list[int]
+
+
+@dataclass(frozen=True)
+class _Holder:
+    """An account holding the username or the email asked for."""
+
+    id: uuid.UUID
+    username: bool
+    email: bool
+    replaceable: bool
 
 
 async def register(
@@ -54,16 +79,28 @@ async def register(
     sender_address: str,
     smtputf8: bool,
     hasher: PasswordHasher,
+    mail_limit: MailLimit,
+    enumeration_safe: bool = False,
+    replace_unverified_after: timedelta | None = None,
 ) -> Registered:
     """Create the user and its background work (welcome email, audit row) in one transaction.
 
-    Raises DuplicateUserError naming each taken field. The pre-check gives friendly
-    messages; the unique indexes decide races, so two concurrent requests can't both win.
-    Raises UndeliverableEmailError for an address the relay could never deliver to, and
-    HashingOverloaded (before anything is written) when the hashers are saturated.
+    Raises DuplicateUserError naming each taken field (with `enumeration_safe`, the
+    username only: a taken email is answered as a new registration, and its owner gets a
+    notice). The pre-check gives friendly messages; the unique indexes decide races, so
+    two concurrent requests can't both win. Raises UndeliverableEmailError for an address
+    the relay could never deliver to, and HashingOverloaded (before anything is written)
+    when the hashers are saturated.
 
     The password is hashed first, before the session touches the database: no pooled
-    connection or transaction is held while a hash runs (or waits for its turn).
+    connection or transaction is held while a hash runs (or waits for its turn). It is
+    hashed whether or not the names are free, so the time taken tells nothing.
+
+    The welcome email is counted against the address's mail budget (MailLimit) once the
+    account is committed, even past the limit, and never refused by it: a refusal would
+    leave the new account without its link. Nor is it needed: a second welcome email to
+    the address needs a second account with it, which the unique index refuses. Resends
+    and notices to the address that follow find the budget used.
     """
     try:
         check_deliverable(str(data.email), smtputf8=smtputf8)
@@ -71,13 +108,77 @@ async def register(
         message = f"We cannot send email to this address: {exc}"
         raise UndeliverableEmailError({"email": message}) from exc
     password_hash = await hasher.hash(data.password)
-    taken = await _taken_fields(session, username=data.username, email=str(data.email))
-    if taken:
-        raise DuplicateUserError(taken)
+    holders = await _holders(session, data=data, replace_unverified_after=replace_unverified_after)
+    staying = [holder for holder in holders if not holder.replaceable]
+    taken = _taken_fields(staying)
 
-    user = User(username=data.username, email=str(data.email), password_hash=password_hash)
-    session.add(user)
+    async def answer_as_new(owner: uuid.UUID | None) -> Registered:
+        pretended = await notify_owner_instead(
+            session,
+            owner_id=owner,
+            data=data,
+            channel=channel,
+            sender_address=sender_address,
+            mail_limit=mail_limit,
+        )
+        return Registered(user=pretended.user, job_ids=pretended.job_ids)
+
+    if enumeration_safe and set(taken) == {"email"}:
+        return await answer_as_new(next(holder.id for holder in staying if holder.email))
+    if taken:
+        raise DuplicateUserError(_told(taken, enumeration_safe=enumeration_safe))
+
     try:
+        user, jobs = await _create(
+            session,
+            data=data,
+            password_hash=password_hash,
+            channel=channel,
+            sender_address=sender_address,
+            replacing=[holder.id for holder in holders if holder.replaceable],
+            replace_unverified_after=replace_unverified_after,
+        )
+    except DuplicateUserError as exc:
+        if not (enumeration_safe and set(exc.fields) == {"email"}):
+            raise
+        # A racing registration took the address after our check: answered like any
+        # taken address, its owner (now committed) notified.
+        return await answer_as_new(None)
+    # Between the commit and the refresh: the session holds no connection meanwhile.
+    try:
+        await mail_limit.count_sent(address=str(data.email))
+    except Exception:
+        # The account is saved and its email queued: an answer of failure now would
+        # send the user to register again (and meet a 409). An uncounted email is a
+        # smaller harm than a lost user.
+        log.warning("a welcome email could not be counted against its address", exc_info=True)
+    await session.refresh(user)
+    return Registered(user=UserOut.model_validate(user), job_ids=[job.id for job in jobs])
+
+
+async def _create(
+    session: AsyncSession,
+    *,
+    data: RegistrationIn,
+    password_hash: str,
+    channel: str,
+    sender_address: str,
+    replacing: list[uuid.UUID],
+    replace_unverified_after: timedelta | None,
+) -> tuple[User, list[Job]]:
+    """Insert the user and its jobs, after deleting the expired accounts it replaces, and
+    commit. Raises DuplicateUserError when a unique index refuses the user: a racing
+    registration won, or an account to replace was verified (or sent a new link) since
+    it was looked at, and so was not deleted."""
+    # The id chosen here, not at flush: the audit rows of the accounts it replaces name it.
+    user = User(
+        id=uuid.uuid4(), username=data.username, email=str(data.email), password_hash=password_hash
+    )
+    try:
+        replaced = await _delete_replaceable(
+            session, ids=replacing, replace_unverified_after=replace_unverified_after
+        )
+        session.add(user)
         await session.flush()
         jobs = [
             enqueue_welcome_email(session, user=user, sender_address=sender_address),
@@ -88,28 +189,80 @@ async def register(
                 details={"username": user.username, "email": user.email, "channel": channel},
             ),
         ]
+        jobs += [
+            enqueue_audit(
+                session,
+                action="user.replaced",
+                user_id=old_id,
+                details={"replaced_by": str(user.id), "channel": channel},
+            )
+            for old_id in replaced
+        ]
         await session.flush()
         await session.commit()
     except IntegrityError as exc:
         await session.rollback()
         raise DuplicateUserError(_fields_from_violation(exc)) from exc
-    await session.refresh(user)
-    return Registered(user=user, job_ids=[job.id for job in jobs])
+    return user, jobs
 
 
-async def _taken_fields(session: AsyncSession, *, username: str, email: str) -> dict[str, str]:
-    username_taken = func.lower(User.username) == username.lower()
-    email_taken = func.lower(User.email) == email.lower()
+async def _holders(
+    session: AsyncSession, *, data: RegistrationIn, replace_unverified_after: timedelta | None
+) -> list[_Holder]:
+    same_username = func.lower(User.username) == data.username.lower()
+    same_email = func.lower(User.email) == str(data.email).lower()
+    replaceable = _replaceable(replace_unverified_after)
     rows = await session.execute(
-        select(username_taken, email_taken).where(or_(username_taken, email_taken))
+        select(User.id, same_username, same_email, replaceable).where(
+            or_(same_username, same_email)
+        )
     )
+    return [_Holder(*row) for row in rows]
+
+
+def _replaceable(replace_unverified_after: timedelta | None) -> ColumnElement[bool]:
+    """Unverified, and its latest link queued longer ago than the setting: the link
+    expired more than the grace period ago."""
+    if replace_unverified_after is None:
+        return false()
+    return and_(
+        User.email_verified_at.is_(None),
+        User.verification_sent_at < func.now() - replace_unverified_after,
+    )
+
+
+async def _delete_replaceable(
+    session: AsyncSession, *, ids: list[uuid.UUID], replace_unverified_after: timedelta | None
+) -> list[uuid.UUID]:
+    if not ids:
+        return []
+    # The condition again, under the row lock the delete takes: an account verified or
+    # sent a new link since the lookup stays (and the insert then meets its index).
+    deleted = await session.scalars(
+        delete(User)
+        .where(User.id.in_(ids), _replaceable(replace_unverified_after))
+        .returning(User.id),
+        execution_options={"synchronize_session": False},
+    )
+    return list(deleted)
+
+
+def _taken_fields(holders: list[_Holder]) -> dict[str, str]:
     fields: dict[str, str] = {}
-    for same_username, same_email in rows:
-        if same_username:
+    for holder in holders:
+        if holder.username:
             fields["username"] = USERNAME_TAKEN
-        if same_email:
+        if holder.email:
             fields["email"] = EMAIL_TAKEN
     return fields
+
+
+def _told(taken: dict[str, str], *, enumeration_safe: bool) -> dict[str, str]:
+    """What a 409 may say: usernames are public, so a taken one is said openly; in
+    enumeration-safe mode a taken email is never said."""
+    if enumeration_safe:
+        return {field: message for field, message in taken.items() if field != "email"}
+    return taken
 
 
 def _fields_from_violation(exc: IntegrityError) -> dict[str, str]:
@@ -118,53 +271,3 @@ def _fields_from_violation(exc: IntegrityError) -> dict[str, str]:
         field, message = _CONSTRAINT_FIELDS[constraint]
         return {field: message}
     raise exc
-
-
-class Verification(enum.Enum):
-    VERIFIED = "verified"
-    ALREADY_VERIFIED = "already_verified"
-    EXPIRED = "expired"
-    INVALID = "invalid"
-
-
-@dataclass(frozen=True)
-class VerificationResult:
-    status: Verification
-    username: str | None = None
-    job_ids: tuple[int, ...] = ()
-
-
-async def verify_email(
-    session: AsyncSession, *, token: str, tokens: VerificationTokens
-) -> VerificationResult:
-    claim = tokens.read(token)
-    if claim is TokenProblem.EXPIRED:
-        return VerificationResult(Verification.EXPIRED)
-    if isinstance(claim, TokenProblem):
-        return VerificationResult(Verification.INVALID)
-
-    user = await session.scalar(
-        select(User).where(User.id == claim.user_id, func.lower(User.email) == claim.email)
-    )
-    if user is None:
-        return VerificationResult(Verification.INVALID)
-    username = user.username  # read now: a rollback below expires the instance
-    # Conditional update: of two clicks at once, exactly one verifies and writes the audit row.
-    verified_id = await session.scalar(
-        update(User)
-        .where(User.id == user.id, User.email_verified_at.is_(None))
-        .values(email_verified_at=func.now())
-        .returning(User.id)
-    )
-    if verified_id is None:
-        await session.rollback()
-        return VerificationResult(Verification.ALREADY_VERIFIED, username=username)
-    job = enqueue_audit(
-        session,
-        action="user.email_verified",
-        user_id=user.id,
-        details={"email": user.email},
-    )
-    await session.flush()
-    await session.commit()
-    return VerificationResult(Verification.VERIFIED, username=username, job_ids=(job.id,))

@@ -30,6 +30,8 @@ class VerificationTokens:
     def __init__(self, secret_key: str, *, max_age_seconds: int) -> None:
         self._serializer = URLSafeTimedSerializer(secret_key, salt=_SALT)
         self._max_age = max_age_seconds
+        # What emails and pages say about it: "valid for 48 hours".
+        self.lifetime = human_duration(max_age_seconds)
 
     def issue(self, *, user_id: uuid.UUID, email: str) -> str:
         return self._serializer.dumps({"uid": str(user_id), "email": email.lower()})
@@ -47,3 +49,30 @@ class VerificationTokens:
             return VerificationClaim(user_id=uuid.UUID(data["uid"]), email=str(data["email"]))
         except (KeyError, TypeError, ValueError):
             return TokenProblem.INVALID
+
+
+_UNITS = (
+    # Days only from three on: "48 hours" reads as a deadline, "2 days" as a vague one.
+    ("day", 86400, 3 * 86400),
+    ("hour", 3600, 3600),
+    ("minute", 60, 60),
+)
+
+
+def human_duration(seconds: int) -> str:
+    """`172800` → "48 hours", `259200` → "3 days", `1800` → "30 minutes".
+
+    The largest unit that divides it exactly; a value that is not whole minutes is
+    rounded down in the largest unit it reaches (a link then lasts a little longer than
+    it says, never shorter)."""
+    if seconds < 60:
+        return _plural(seconds, "second")
+    for name, size, least in _UNITS:
+        if seconds >= least and seconds % size == 0:
+            return _plural(seconds // size, name)
+    name, size, _ = next(unit for unit in _UNITS if seconds >= unit[2])
+    return _plural(seconds // size, name)
+
+
+def _plural(count: int, unit: str) -> str:
+    return f"{count} {unit}" if count == 1 else f"{count} {unit}s"

@@ -1,137 +1,14 @@
-"""The welcome email: queued with the registration, sent by background work.
+"""The welcome email: queued with the registration, sent by background work (one
+`UserEmailHandler` with the `welcome` template, registered in backend/context.py)."""
 
-The Message-ID is chosen when the email is queued and kept in the job, so every
-attempt to deliver this email carries the same one: a duplicate caused by a crash
-between "SMTP accepted" and "recorded as sent" is recognisable as such.
-"""
+from sqlalchemy.ext.asyncio import AsyncSession
 
-import contextlib
-import logging
-import uuid
-from collections.abc import AsyncGenerator, Sequence
-from email.utils import make_msgid
-from functools import partial
-
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from backend.accounts.tokens import VerificationTokens
-from backend.audit.service import AuditEntry, record
-from backend.jobs.handlers import Done, Failed, Held, Outcome
-from backend.jobs.outbox import ClaimedJob, enqueue
-from backend.mail.faults import Fault
-from backend.mail.render import EmailRenderer
-from backend.mail.sender import MailSender, NotDelivered, OutgoingEmail
+from backend.accounts.user_email import enqueue_user_email
 from backend.models import Job, User
 
 KIND = "email.welcome"
-
-log = logging.getLogger(__name__)
+TEMPLATE = "welcome"
 
 
 def enqueue_welcome_email(session: AsyncSession, *, user: User, sender_address: str) -> Job:
-    domain = sender_address.rpartition("@")[2] or "localhost"
-    payload = {"user_id": str(user.id), "message_id": make_msgid("welcome", domain=domain)}
-    return enqueue(session, kind=KIND, payload=payload)
-
-
-class WelcomeEmailHandler:
-    def __init__(
-        self,
-        *,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        sender: MailSender,
-        renderer: EmailRenderer,
-        tokens: VerificationTokens,
-        app_base_url: str,
-        batch_size: int,
-    ) -> None:
-        self._sessionmaker = sessionmaker
-        self._sender = sender
-        self._renderer = renderer
-        self._tokens = tokens
-        self._base_url = app_base_url.rstrip("/")
-        self._batch_size = batch_size
-
-    def ready(self) -> bool:
-        return self._sender.relay.ready()
-
-    async def run(
-        self, jobs: Sequence[ClaimedJob]
-    ) -> AsyncGenerator[tuple[ClaimedJob, Outcome], None]:
-        users = await self._load_users(jobs)
-        ready: dict[str, tuple[ClaimedJob, User, OutgoingEmail]] = {}
-        for job in jobs:
-            if _user_id(job) is None or not isinstance(job.payload.get("message_id"), str):
-                yield job, Failed(error=f"malformed payload: {job.payload!r}", permanent=True)
-                continue
-            user = users.get(str(job.payload["user_id"]))
-            if user is None:
-                yield job, Failed(error="the user no longer exists", permanent=True)
-                continue
-            try:
-                email = self._compose(job, user)
-            except Exception as exc:
-                log.exception("composing the welcome email of job %s failed", job.id)
-                yield job, Failed(error=f"composing failed: {exc!r}")
-                continue
-            ready[email.message_id] = (job, user, email)
-        # One SMTP connection per chunk: a backlog drains without a handshake per message.
-        queue = list(ready.values())
-        for start in range(0, len(queue), self._batch_size):
-            chunk = [email for _, _, email in queue[start : start + self._batch_size]]
-            # Closed at once when the runner stops asking (a lost lease): no more sending.
-            async with contextlib.aclosing(self._sender.deliver(chunk)) as deliveries:
-                async for email, problem in deliveries:
-                    job, user, _ = ready[email.message_id]
-                    yield job, _outcome(job, user, email, problem)
-
-    async def on_give_up(self, session: AsyncSession, job: ClaimedJob, error: str) -> None:
-        details = {
-            "message_id": job.payload.get("message_id"),
-            "error": error,
-            "attempts": job.attempts,
-        }
-        entry = AuditEntry(action="email.failed", user_id=_user_id(job), details=details)
-        await record(session, entry=entry, job_id=job.id)
-
-    async def _load_users(self, jobs: Sequence[ClaimedJob]) -> dict[str, User]:
-        ids = [user_id for job in jobs if (user_id := _user_id(job))]
-        async with self._sessionmaker() as session:
-            rows = await session.scalars(select(User).where(User.id.in_(ids)))
-            return {str(user.id): user for user in rows}
-
-    def _compose(self, job: ClaimedJob, user: User) -> OutgoingEmail:
-        token = self._tokens.issue(user_id=user.id, email=user.email)
-        content = self._renderer.render(
-            "welcome",
-            username=user.username,
-            verify_url=f"{self._base_url}/verify?token={token}",
-            base_url=self._base_url,
-        )
-        return OutgoingEmail(
-            to=user.email,
-            to_name=user.username,
-            message_id=str(job.payload["message_id"]),
-            content=content,
-        )
-
-
-def _user_id(job: ClaimedJob) -> uuid.UUID | None:
-    """The job's user, or None when the payload is malformed (that job then fails alone)."""
-    try:
-        return uuid.UUID(str(job.payload["user_id"]))
-    except (KeyError, ValueError):
-        return None
-
-
-def _outcome(
-    job: ClaimedJob, user: User, email: OutgoingEmail, problem: NotDelivered | None
-) -> Outcome:
-    if problem is None:
-        details = {"message_id": email.message_id, "to": email.to, "attempt": job.attempts}
-        entry = AuditEntry(action="email.sent", user_id=user.id, details=details)
-        return Done(write=partial(record, entry=entry, job_id=job.id))
-    if problem.fault.is_relays:
-        return Held(reason=problem.error)
-    return Failed(error=problem.error, permanent=problem.fault is Fault.MESSAGE_REFUSED)
+    return enqueue_user_email(session, kind=KIND, user_id=user.id, sender_address=sender_address)

@@ -3,12 +3,11 @@ in the same transaction that marks the job done."""
 
 import uuid
 from collections.abc import AsyncGenerator, Sequence
-from functools import partial
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.audit.service import AuditEntry, record
+from backend.audit.service import AuditEntry, JobAuditRow
 from backend.jobs.handlers import Done, Failed, Outcome
 from backend.jobs.outbox import ClaimedJob, enqueue
 from backend.models import Job
@@ -24,12 +23,19 @@ def enqueue_audit(
     details: dict[str, Any] | None = None,
 ) -> Job:
     """Record an audit entry to be written by background work, in the caller's transaction."""
-    payload = {
+    payload = audit_payload(action=action, user_id=user_id, details=details)
+    return enqueue(session, kind=KIND, payload=payload)
+
+
+def audit_payload(
+    *, action: str, user_id: uuid.UUID | None, details: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The payload of an audit job (for a caller that inserts the job in its own SQL)."""
+    return {
         "action": action,
         "user_id": str(user_id) if user_id else None,
         "details": details or {},
     }
-    return enqueue(session, kind=KIND, payload=payload)
 
 
 class AuditHandler:
@@ -42,7 +48,7 @@ class AuditHandler:
             except (KeyError, TypeError, ValueError) as exc:
                 yield job, Failed(error=f"malformed payload: {exc!r}", permanent=True)
                 continue
-            yield job, Done(write=partial(record, entry=entry, job_id=job.id))
+            yield job, Done(rows=JobAuditRow(entry, job.id))
 
     async def on_give_up(self, session: AsyncSession, job: ClaimedJob, error: str) -> None:
         """Nothing: the entry that could not be written is itself the audit row."""

@@ -23,6 +23,18 @@ class AuditEntry:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class JobAuditRow:
+    """An entry written with the outcome of the job that did it (see `jobs.handlers.Rows`)."""
+
+    entry: AuditEntry
+    job_id: int
+
+    @classmethod
+    async def write_all(cls, session: AsyncSession, rows: Sequence["JobAuditRow"]) -> None:
+        await record_many(session, [(row.job_id, row.entry) for row in rows])
+
+
 async def record(session: AsyncSession, *, entry: AuditEntry, job_id: int | None) -> None:
     """Insert one row in the caller's transaction."""
     await record_many(session, [(job_id, entry)])

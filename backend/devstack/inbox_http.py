@@ -6,10 +6,13 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
+from backend.devstack.inbox_headers import MESSAGE_CSP, InboxSecurityHeaders, with_base_target
 from backend.devstack.inbox_store import MessageStore, StoredMessage
 from backend.devstack.jim import Jim
 from backend.devstack.jim_api import jim_routes
@@ -18,6 +21,7 @@ from backend.devstack.mailhog_format import decoded_bodies, matches
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 250  # MailHog's own cap on ``limit``
 UI_HTML_PATH = Path(__file__).with_name("inbox_ui.html")
+STATIC_DIR = Path(__file__).with_name("inbox_static")
 
 
 def _int_param(request: Request, name: str, default: int) -> int:
@@ -89,6 +93,14 @@ def create_app(store: MessageStore, jim: Jim) -> Starlette:
     async def dev_parts(request: Request) -> JSONResponse:
         return JSONResponse(decoded_bodies(find(request).raw))
 
+    async def dev_html(request: Request) -> HTMLResponse:
+        html = decoded_bodies(find(request).raw)["html"]
+        if html is None:
+            raise HTTPException(404, "message has no HTML part")
+        return HTMLResponse(
+            with_base_target(html), headers={"Content-Security-Policy": MESSAGE_CSP}
+        )
+
     return Starlette(
         routes=[
             Route("/", index),
@@ -100,6 +112,9 @@ def create_app(store: MessageStore, jim: Jim) -> Starlette:
             Route("/api/v1/messages/{id}", v1_delete, methods=["DELETE"]),
             Route("/api/v1/messages/{id}/download", v1_download),
             Route("/api/dev/messages/{id}/parts", dev_parts),
+            Route("/api/dev/messages/{id}/html", dev_html),
             *jim_routes(jim),
-        ]
+            Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+        ],
+        middleware=[Middleware(InboxSecurityHeaders)],
     )

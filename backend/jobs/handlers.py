@@ -6,23 +6,29 @@ their effects, and yields each job's outcome as soon as it is known: the runner 
 it at once (fenced by the lease), so a crash re-runs only what was not yet recorded.
 """
 
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, Self
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.jobs.outbox import ClaimedJob
 
-# Rows a handler wants written in the same transaction that records its outcome.
-Write = Callable[[AsyncSession], Awaitable[object]]
+
+class Rows(Protocol):
+    """What a handler wants written in the transaction that records a job's outcome (its
+    audit row). The rows of one type settled in one commit are written together: one
+    statement, whether one job settled or forty."""
+
+    @classmethod
+    async def write_all(cls, session: AsyncSession, rows: Sequence[Self]) -> None: ...
 
 
 @dataclass(frozen=True)
 class Done:
-    """The effect happened; `write` (if any) runs in the transaction that records it."""
+    """The effect happened; `rows` (if any) are written in the transaction that records it."""
 
-    write: Write | None = None
+    rows: Rows | None = None
 
 
 @dataclass(frozen=True)

@@ -131,19 +131,21 @@ async def extend_leases(
 
 async def mark_succeeded(session: AsyncSession, jobs: Sequence[ClaimedJob]) -> set[int]:
     """In the caller's transaction; returns the ids still ours. A job whose lease was lost
-    is left alone (its new owner records it), and nothing else should be written for it."""
-    ours: set[int] = set()
-    for token in {job.lease_token for job in jobs}:
-        result = await session.execute(
-            text(
-                "UPDATE jobs SET status = 'succeeded', finished_at = now(), last_error = NULL, "
-                "lease_token = NULL, leased_until = NULL "
-                f"WHERE id = ANY(:ids) AND {_FENCE} RETURNING id"
-            ),
-            {"ids": [job.id for job in jobs if job.lease_token == token], "token": token},
-        )
-        ours.update(result.scalars())
-    return ours
+    is left alone (its new owner records it), and nothing else should be written for it.
+    One statement for jobs of several batches (each batch has its own lease token)."""
+    if not jobs:
+        return set()
+    result = await session.execute(
+        text(
+            "UPDATE jobs SET status = 'succeeded', finished_at = now(), last_error = NULL, "
+            "lease_token = NULL, leased_until = NULL "
+            "FROM unnest(CAST(:ids AS bigint[]), CAST(:tokens AS uuid[])) AS ours(id, token) "
+            "WHERE jobs.id = ours.id AND jobs.lease_token = ours.token "
+            "AND jobs.status = 'running' RETURNING jobs.id"
+        ),
+        {"ids": [job.id for job in jobs], "tokens": [job.lease_token for job in jobs]},
+    )
+    return set(result.scalars())
 
 
 async def mark_for_retry(

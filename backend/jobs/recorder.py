@@ -15,11 +15,10 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.jobs import outbox
-from backend.jobs.handlers import Done, Failed, Handler, Held, Outcome
+from backend.jobs.handlers import Done, Failed, Handler, Held, Outcome, Rows
 from backend.jobs.outbox import ClaimedJob
 
 log = logging.getLogger(__name__)
@@ -74,21 +73,25 @@ class OutcomeRecorder:
                     item.settled.set_result(None)
 
     async def _commit(self, group: Sequence[_Pending]) -> None:
+        # The sessions come from the recorder's own connection (`db.create_recorder_engine`),
+        # opened with synchronous_commit off: a commit does not wait for its WAL flush. A
+        # crash of this process loses nothing (Postgres has the commit); only a crash of
+        # Postgres itself can lose the last fraction of a second of outcomes, and a lost
+        # outcome means the job runs again: a duplicate email, never a lost one. In exchange
+        # a delivery's record costs no disk flush, so the duplicate window and the drain
+        # stay short.
         async with self._sessionmaker() as session, session.begin():
-            # The commit does not wait for its WAL flush to disk. A crash of this process
-            # loses nothing (Postgres has the commit); only a crash of Postgres itself can
-            # lose the last fraction of a second of outcomes, and a lost outcome means the
-            # job runs again: a duplicate email, never a lost one. In exchange a delivery's
-            # record costs no disk flush, so the duplicate window and the drain stay short.
-            await session.execute(text("SET LOCAL synchronous_commit = off"))
             done = [item for item in group if isinstance(item.outcome, Done)]
             ours = await outbox.mark_succeeded(session, [item.job for item in done])
+            rows_by_type: dict[type[Rows], list[Rows]] = {}
             for item in done:
                 assert isinstance(item.outcome, Done)
                 if item.job.id not in ours:
                     log.warning("job %s finished after its lease was taken over", item.job.id)
-                elif item.outcome.write is not None:
-                    await item.outcome.write(session)
+                elif (rows := item.outcome.rows) is not None:
+                    rows_by_type.setdefault(type(rows), []).append(rows)
+            for rows_type, rows_of_type in rows_by_type.items():
+                await rows_type.write_all(session, rows_of_type)
             for item in group:
                 if isinstance(item.outcome, Held):
                     await outbox.hold(session, item.job, reason=item.outcome.reason)

@@ -45,12 +45,13 @@ class JobRunner:
         sessionmaker: async_sessionmaker[AsyncSession],
         handlers: Mapping[str, Handler],
         config: RunnerConfig,
+        record_sessionmaker: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._handlers = dict(handlers)
         self._config = config
         self._recorder = OutcomeRecorder(
-            sessionmaker=sessionmaker,
+            sessionmaker=record_sessionmaker or sessionmaker,
             retry_delay=functools.partial(
                 outbox.backoff_seconds,
                 base=config.retry_base_seconds,

@@ -5,6 +5,9 @@ Python's own "idna" codec is IDNA 2003, which maps `straße.de` to `strasse.de`,
 different domain. A non-ASCII local part can only travel over SMTPUTF8 (RFC 6531).
 """
 
+import contextlib
+import unicodedata
+
 import idna
 
 
@@ -31,3 +34,14 @@ def check_deliverable(address: str, *, smtputf8: bool) -> None:
             "the mail server cannot deliver to addresses with non-ASCII characters "
             "before the @ (it lacks SMTPUTF8)"
         )
+
+
+def mailbox_key(address: str) -> str:
+    """One spelling per mailbox, for counting what it is sent: `Ada@Bücher.Example` and
+    `ada@xn--bcher-kva.example` are the same. The local part is lower-cased too: it is
+    case-sensitive in theory only, and users.email is unique regardless of case."""
+    local, _, domain = unicodedata.normalize("NFC", address.strip()).rpartition("@")
+    # Not a valid IDNA name: no mail will reach it, but asking for one still counts.
+    with contextlib.suppress(idna.IDNAError):
+        domain = idna.encode(domain, uts46=True).decode("ascii")
+    return f"{local.lower()}@{domain.lower()}"

@@ -19,12 +19,17 @@ class RenderedEmail:
 
 
 class EmailRenderer:
+    """Templates are read once: checking each file's mtime at every render cost three
+    `stat` calls per email while a backlog drains. A changed template needs a restart."""
+
     def __init__(self, templates_dir: Path) -> None:
         self._loader = FileSystemLoader(templates_dir / "email")
 
     @cached_property
     def _html_env(self) -> Environment:
-        return Environment(loader=self._loader, autoescape=True, undefined=StrictUndefined)
+        return Environment(
+            loader=self._loader, autoescape=True, undefined=StrictUndefined, auto_reload=False
+        )
 
     @cached_property
     def _text_env(self) -> Environment:
@@ -33,6 +38,7 @@ class EmailRenderer:
             autoescape=False,
             undefined=StrictUndefined,
             keep_trailing_newline=True,
+            auto_reload=False,
         )
 
     def render(self, name: str, **context: object) -> RenderedEmail:

@@ -9,7 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.context import TEMPLATES_DIR, AppContext
 from backend.settings import Settings
-from backend.web.ratelimit import RegistrationLimiter
+from backend.web.csrf import Csrf
+from backend.web.ratelimit import ClientLimit
 
 templates = Jinja2Templates(directory=TEMPLATES_DIR / "pages")
 
@@ -31,11 +32,25 @@ async def get_session(context: ContextDep) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_limiter(request: Request) -> RegistrationLimiter:
-    limiter: RegistrationLimiter = request.app.state.registration_limiter
-    return limiter
+def get_register_limit(context: ContextDep) -> ClientLimit:
+    return ClientLimit(
+        context.register_limit, trusted_proxies=context.settings.trusted_proxy_networks
+    )
+
+
+def get_resend_limit(context: ContextDep) -> ClientLimit:
+    return ClientLimit(
+        context.resend_limit, trusted_proxies=context.settings.trusted_proxy_networks
+    )
+
+
+def get_csrf(context: ContextDep) -> Csrf:
+    settings = context.settings
+    return Csrf(settings.secret_key.get_secret_value(), secure_cookies=settings.cookies_secure)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-LimiterDep = Annotated[RegistrationLimiter, Depends(get_limiter)]
+RegisterLimitDep = Annotated[ClientLimit, Depends(get_register_limit)]
+ResendLimitDep = Annotated[ClientLimit, Depends(get_resend_limit)]
+CsrfDep = Annotated[Csrf, Depends(get_csrf)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]

@@ -1,32 +1,22 @@
-"""The browser face: the registration form, its confirmation page, email verification."""
+"""The browser face: the registration form and its confirmation page (the verification
+pages are in verification_pages.py)."""
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Form, Query, Request, status
+from fastapi import APIRouter, BackgroundTasks, Form, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from pydantic import ValidationError
 
 from backend.accounts.schemas import RegistrationIn
-from backend.accounts.service import (
-    DuplicateUserError,
-    RegistrationRefused,
-    Verification,
-    register,
-    verify_email,
-)
-from backend.web.csrf import Csrf
-from backend.web.deps import ContextDep, LimiterDep, SessionDep, templates
+from backend.accounts.service import DuplicateUserError, RegistrationRefused, register
+from backend.web.deps import ContextDep, RegisterLimitDep, SessionDep, get_csrf, templates
 from backend.web.errors import field_messages
+from backend.web.security_headers import NO_STORE
 
 router = APIRouter(include_in_schema=False)
 
 _REGISTERED_COOKIE = "registered"
-
-
-def _csrf(context: ContextDep) -> Csrf:
-    settings = context.settings
-    return Csrf(settings.secret_key.get_secret_value(), secure_cookies=settings.cookies_secure)
 
 
 def _form_page(
@@ -37,8 +27,9 @@ def _form_page(
     values: dict[str, str] | None = None,
     errors: dict[str, str] | None = None,
     form_error: str | None = None,
+    email_taken: bool = False,
 ) -> Response:
-    csrf = _csrf(context)
+    csrf = get_csrf(context)
     token, new_cookie = csrf.issue(request)
     response = templates.TemplateResponse(
         request,
@@ -48,6 +39,8 @@ def _form_page(
             "errors": errors or {},
             "form_error": form_error,
             "csrf_token": token,
+            # The taken-email message leads to the resend page.
+            "email_taken": email_taken,
         },
         status_code=status_code,
     )
@@ -61,18 +54,18 @@ async def home() -> RedirectResponse:
     return RedirectResponse("/register", status_code=status.HTTP_303_SEE_OTHER)
 
 
-@router.get("/register", response_class=HTMLResponse)
+@router.get("/register", response_class=HTMLResponse, dependencies=[NO_STORE])
 async def register_form(request: Request, context: ContextDep) -> Response:
     return _form_page(request, context)
 
 
-@router.post("/register", response_class=HTMLResponse)
+@router.post("/register", response_class=HTMLResponse, dependencies=[NO_STORE])
 async def register_submit(
     request: Request,
     context: ContextDep,
     session: SessionDep,
     background: BackgroundTasks,
-    limiter: LimiterDep,
+    register_limit: RegisterLimitDep,
     username: Annotated[str, Form()] = "",
     email: Annotated[str, Form()] = "",
     password: Annotated[str, Form()] = "",
@@ -80,7 +73,7 @@ async def register_submit(
 ) -> Response:
     # The password is never echoed back into the form.
     values = {"username": username, "email": email}
-    if not _csrf(context).is_valid(request, csrf_token):
+    if not get_csrf(context).is_valid(request, csrf_token):
         return _form_page(
             request,
             context,
@@ -88,7 +81,7 @@ async def register_submit(
             values=values,
             form_error="This form expired or did not come from this site. Please submit it again.",
         )
-    if (retry_after := limiter.retry_after(request)) is not None:
+    if (retry_after := await register_limit.retry_after(request)) is not None:
         response = _form_page(
             request,
             context,
@@ -117,10 +110,20 @@ async def register_submit(
             sender_address=settings.mail_from,
             smtputf8=settings.mail_smtputf8,
             hasher=context.hasher,
+            mail_limit=context.mail_limit,
+            enumeration_safe=settings.registration_enumeration_safe,
+            replace_unverified_after=settings.unverified_replaceable_after,
         )
     except RegistrationRefused as exc:
-        code = 409 if isinstance(exc, DuplicateUserError) else 422
-        return _form_page(request, context, status_code=code, values=values, errors=exc.fields)
+        duplicate = isinstance(exc, DuplicateUserError)
+        return _form_page(
+            request,
+            context,
+            status_code=409 if duplicate else 422,
+            values=values,
+            errors=exc.fields,
+            email_taken=duplicate and "email" in exc.fields,
+        )
     background.add_task(context.runner.run_now, registered.job_ids)
     response = RedirectResponse("/register/done", status_code=status.HTTP_303_SEE_OTHER)
     response.set_cookie(
@@ -136,7 +139,8 @@ async def register_submit(
     return response
 
 
-@router.get("/register/done", response_class=HTMLResponse)
+# No-store: it shows the address just registered.
+@router.get("/register/done", response_class=HTMLResponse, dependencies=[NO_STORE])
 async def register_done(request: Request, context: ContextDep) -> Response:
     who: dict[str, Any] | None = None
     try:
@@ -145,35 +149,8 @@ async def register_done(request: Request, context: ContextDep) -> Response:
         )
     except BadSignature:
         who = None
-    return templates.TemplateResponse(request, "registered.html", {"who": who})
-
-
-@router.get("/verify", response_class=HTMLResponse)
-async def verify(
-    request: Request,
-    context: ContextDep,
-    session: SessionDep,
-    background: BackgroundTasks,
-    token: Annotated[str, Query()] = "",
-) -> Response:
-    result = await verify_email(
-        session,
-        token=token,
-        tokens=context.tokens,
-    )
-    if result.job_ids:
-        background.add_task(context.runner.run_now, list(result.job_ids))
-    status_code = {
-        Verification.VERIFIED: status.HTTP_200_OK,
-        Verification.ALREADY_VERIFIED: status.HTTP_200_OK,
-        Verification.EXPIRED: status.HTTP_410_GONE,
-        Verification.INVALID: status.HTTP_400_BAD_REQUEST,
-    }[result.status]
     return templates.TemplateResponse(
-        request,
-        "verify.html",
-        {"status": result.status.value, "username": result.username},
-        status_code=status_code,
+        request, "registered.html", {"who": who, "link_lifetime": context.tokens.lifetime}
     )
 
 

@@ -1,29 +1,22 @@
-"""Per-client limit on registration attempts (REGISTER_RATE_LIMIT, e.g. "10/minute").
-
-Counted in this process's memory with a moving window: enough to blunt a script
-hammering one server; with several replicas each counts on its own.
-"""
-
-import math
-import time
+"""Per-client limits as the handlers use them: a request in, seconds to wait (or None) out."""
 
 from fastapi import Request
-from limits import parse
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
+
+from backend.ratelimits import Limiter
+from backend.web.client_key import Networks, client_key
 
 
-class RegistrationLimiter:
-    def __init__(self, limit: str) -> None:
-        self._item = parse(limit) if limit else None
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+class ClientLimit:
+    def __init__(self, limiter: Limiter, *, trusted_proxies: Networks) -> None:
+        self._limiter = limiter
+        self._trusted_proxies = trusted_proxies
 
-    def retry_after(self, request: Request) -> int | None:
-        """Count this attempt; None when allowed, else seconds until the next is."""
-        if self._item is None:
+    async def retry_after(self, request: Request) -> int | None:
+        """Count this attempt; None when allowed, else seconds until the next one is.
+
+        One statement on a pooled connection of its own, given back before the handler
+        goes on: call it before the password is hashed, never inside a transaction."""
+        if not self._limiter.enabled:
             return None
-        client = request.client.host if request.client else "unknown"
-        if self._limiter.hit(self._item, "register", client):
-            return None
-        reset_at = self._limiter.get_window_stats(self._item, "register", client).reset_time
-        return max(1, math.ceil(reset_at - time.time()))
+        key = client_key(request, trusted_proxies=self._trusted_proxies)
+        return await self._limiter.hit(key=key)

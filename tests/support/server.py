@@ -1,5 +1,6 @@
 """The app as a real `uvicorn` process, configured through the environment like in production."""
 
+import contextlib
 import os
 import signal
 import socket
@@ -7,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -38,14 +40,25 @@ class AppProcess:
     # The processes made during the current test (conftest empties it after each test).
     started_in_this_test: ClassVar[list["AppProcess"]] = []
 
-    def __init__(self, settings: Settings, *, graceful_timeout: float = 10) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        graceful_timeout: float = 10,
+        host: str = "127.0.0.1",
+        workers: int = 1,
+        uvicorn_args: Sequence[str] = (),
+    ) -> None:
         self.settings = settings
         # Bound here and handed to uvicorn (--fd): picking a free port and binding it later
         # races with the other test workers, and the health check could then reach theirs.
-        self._socket = socket.create_server(("127.0.0.1", 0))
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._socket = socket.create_server((host, 0), family=family)
         self.port = int(self._socket.getsockname()[1])
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
         self._graceful_timeout = graceful_timeout
+        self._workers = workers
+        self._uvicorn_args = list(uvicorn_args)
         # Kept open across start/kill/restart; closed in __exit__.
         self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115
             prefix="uvicorn-", suffix=".log", delete=False
@@ -54,13 +67,17 @@ class AppProcess:
         self.process: subprocess.Popen[bytes] | None = None
         AppProcess.started_in_this_test.append(self)
 
-    def start(self, *, ready_within: float = 30) -> "AppProcess":
+    def start(self, *, ready_within: float = 30, ready_path: str = "/healthz") -> "AppProcess":
+        """Start uvicorn and wait until `ready_path` answers 200 (/livez for an app whose
+        database is meant to be down)."""
         if self._socket.fileno() < 0:
             raise RuntimeError("an AppProcess starts once; make a new one to restart")
         env = {**os.environ, **settings_env(self.settings)}
         command = [sys.executable, "-m", "uvicorn", "backend.main:app"]
         command += ["--fd", str(self._socket.fileno())]
         command += ["--timeout-graceful-shutdown", str(self._graceful_timeout)]
+        # As in production: the app, not uvicorn, decides whose X-Forwarded-For to believe.
+        command += ["--no-proxy-headers", "--workers", str(self._workers), *self._uvicorn_args]
         self.process = subprocess.Popen(
             command,
             cwd=REPO_ROOT,
@@ -68,6 +85,8 @@ class AppProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             pass_fds=(self._socket.fileno(),),
+            # Workers get a process group of their own, so that stop() ends them too.
+            start_new_session=self._workers > 1,
         )
         self._socket.close()  # uvicorn has its own copy
         deadline = time.monotonic() + ready_within
@@ -75,7 +94,7 @@ class AppProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"uvicorn exited early:\n{self.log()}")
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}{ready_path}", timeout=1).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
@@ -109,8 +128,13 @@ class AppProcess:
     def stop(self) -> None:
         """Kill the process if it still runs. The log stays for conftest, which knows how
         the test ended (and stops whatever a test left running, e.g. after a timeout)."""
+        if self.process is not None and self._workers > 1:
+            # The whole group: a worker may outlive its supervisor.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
+        if self.process is not None:
             self.process.wait(timeout=10)
         self._socket.close()
         self._log.close()

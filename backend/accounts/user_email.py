@@ -1,0 +1,174 @@
+"""Emails to a user's address, queued with the change they follow and sent by background
+work: the welcome email, the verification resend and the "someone tried to register with
+your address" notice are each a job kind with a template, sent by one handler class.
+
+The Message-ID is chosen when the email is queued and kept in the job, so every attempt to
+deliver that email carries the same one: a duplicate caused by a crash between "SMTP
+accepted" and "recorded as sent" is recognisable as such. The verification link is made
+when the email is sent, so an email held back by a relay outage still carries a fresh link.
+"""
+
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncGenerator, Sequence
+from email.utils import make_msgid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from backend.accounts.tokens import VerificationTokens
+from backend.audit.service import AuditEntry, JobAuditRow, record
+from backend.jobs.handlers import Done, Failed, Held, Outcome
+from backend.jobs.outbox import ClaimedJob, enqueue
+from backend.mail.faults import Fault
+from backend.mail.render import EmailRenderer
+from backend.mail.sender import MailSender, NotDelivered, OutgoingEmail
+from backend.models import Job, User
+
+log = logging.getLogger(__name__)
+
+
+def user_email_payload(*, kind: str, sender_address: str) -> dict[str, Any]:
+    """The payload of an email job of `kind`, but for its `user_id` (the caller adds it:
+    in Python, or in SQL where the user is found by the same statement)."""
+    domain = sender_address.rpartition("@")[2] or "localhost"
+    return {"message_id": make_msgid(kind.rpartition(".")[2], domain=domain)}
+
+
+def enqueue_user_email(
+    session: AsyncSession, *, kind: str, user_id: uuid.UUID, sender_address: str
+) -> Job:
+    payload = user_email_payload(kind=kind, sender_address=sender_address)
+    return enqueue(session, kind=kind, payload={"user_id": str(user_id), **payload})
+
+
+class UserEmailHandler:
+    """Sends the emails of one kind from `templates/email/<template>.*`.
+
+    Every template gets `username`, `verified`, `verify_url` (a fresh link), `resend_url`,
+    `link_lifetime` and `base_url`. With `skip_verified`, a user verified since the email
+    was queued is not sent it (a resent link they no longer need): the job is done, with
+    an `email.skipped` audit row.
+    """
+
+    def __init__(
+        self,
+        *,
+        template: str,
+        skip_verified: bool = False,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        sender: MailSender,
+        renderer: EmailRenderer,
+        tokens: VerificationTokens,
+        app_base_url: str,
+        batch_size: int,
+    ) -> None:
+        self._template = template
+        self._skip_verified = skip_verified
+        self._sessionmaker = sessionmaker
+        self._sender = sender
+        self._renderer = renderer
+        self._tokens = tokens
+        self._base_url = app_base_url.rstrip("/")
+        self._batch_size = batch_size
+
+    def ready(self) -> bool:
+        return self._sender.relay.ready()
+
+    async def run(
+        self, jobs: Sequence[ClaimedJob]
+    ) -> AsyncGenerator[tuple[ClaimedJob, Outcome], None]:
+        users = await self._load_users(jobs)
+        ready: dict[str, tuple[ClaimedJob, User, OutgoingEmail]] = {}
+        for job in jobs:
+            if _user_id(job) is None or not isinstance(job.payload.get("message_id"), str):
+                yield job, Failed(error=f"malformed payload: {job.payload!r}", permanent=True)
+                continue
+            user = users.get(str(job.payload["user_id"]))
+            if user is None:
+                # Deleted meanwhile (e.g. an expired unverified account replaced by a new
+                # registration): that job alone fails, for good.
+                yield job, Failed(error="the user no longer exists", permanent=True)
+                continue
+            if self._skip_verified and user.email_verified_at is not None:
+                details = {"message_id": job.payload["message_id"], "reason": "already verified"}
+                entry = AuditEntry(action="email.skipped", user_id=user.id, details=details)
+                yield job, Done(rows=JobAuditRow(entry, job.id))
+                continue
+            try:
+                email = self._compose(job, user)
+            except Exception as exc:
+                log.exception("composing the %s email of job %s failed", self._template, job.id)
+                yield job, Failed(error=f"composing failed: {exc!r}")
+                continue
+            ready[email.message_id] = (job, user, email)
+        # One SMTP connection per chunk: a backlog drains without a handshake per message.
+        queue = list(ready.values())
+        for start in range(0, len(queue), self._batch_size):
+            chunk = [email for _, _, email in queue[start : start + self._batch_size]]
+            # Closed at once when the runner stops asking (a lost lease): no more sending.
+            async with contextlib.aclosing(self._sender.deliver(chunk)) as deliveries:
+                async for email, problem in deliveries:
+                    job, user, _ = ready[email.message_id]
+                    yield job, _outcome(job, user, email, problem)
+
+    async def on_give_up(self, session: AsyncSession, job: ClaimedJob, error: str) -> None:
+        details = {
+            "message_id": job.payload.get("message_id"),
+            "kind": job.kind,
+            "error": error,
+            "attempts": job.attempts,
+        }
+        entry = AuditEntry(action="email.failed", user_id=_user_id(job), details=details)
+        await record(session, entry=entry, job_id=job.id)
+
+    async def _load_users(self, jobs: Sequence[ClaimedJob]) -> dict[str, User]:
+        ids = [user_id for job in jobs if (user_id := _user_id(job))]
+        async with self._sessionmaker() as session:
+            rows = await session.scalars(select(User).where(User.id.in_(ids)))
+            return {str(user.id): user for user in rows}
+
+    def _compose(self, job: ClaimedJob, user: User) -> OutgoingEmail:
+        token = self._tokens.issue(user_id=user.id, email=user.email)
+        content = self._renderer.render(
+            self._template,
+            username=user.username,
+            verified=user.email_verified_at is not None,
+            verify_url=f"{self._base_url}/verify?token={token}",
+            resend_url=f"{self._base_url}/verify/resend",
+            link_lifetime=self._tokens.lifetime,
+            base_url=self._base_url,
+        )
+        return OutgoingEmail(
+            to=user.email,
+            to_name=user.username,
+            message_id=str(job.payload["message_id"]),
+            content=content,
+        )
+
+
+def _user_id(job: ClaimedJob) -> uuid.UUID | None:
+    """The job's user, or None when the payload is malformed (that job then fails alone)."""
+    try:
+        return uuid.UUID(str(job.payload["user_id"]))
+    except (KeyError, ValueError):
+        return None
+
+
+def _outcome(
+    job: ClaimedJob, user: User, email: OutgoingEmail, problem: NotDelivered | None
+) -> Outcome:
+    if problem is None:
+        details = {
+            "message_id": email.message_id,
+            "kind": job.kind,
+            "to": email.to,
+            "attempt": job.attempts,
+        }
+        entry = AuditEntry(action="email.sent", user_id=user.id, details=details)
+        return Done(rows=JobAuditRow(entry, job.id))
+    if problem.fault.is_relays:
+        return Held(reason=problem.error)
+    return Failed(error=problem.error, permanent=problem.fault is Fault.MESSAGE_REFUSED)
