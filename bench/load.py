@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
+import aiohttp
 import matplotlib
 from pydantic import SecretStr
 
@@ -62,14 +62,27 @@ def argon2_ceiling(seconds: float = 6.0) -> float:
     return total / (time.perf_counter() - started)
 
 
-async def register(client: httpx.AsyncClient) -> tuple[int, float, float]:
+def load_client(url: str) -> aiohttp.ClientSession:
+    """The load generator's HTTP client. aiohttp rather than httpx: on 2 cores the client
+    shares the CPU with the server it measures, and a client's backlog of responses to
+    parse is counted as the server's latency. Measured here on the same requests: about
+    0.14 ms of client CPU per request with aiohttp, 1.1 ms with httpx."""
+    return aiohttp.ClientSession(
+        url,
+        connector=aiohttp.TCPConnector(limit=0),  # open loop: never queue in the client
+        timeout=aiohttp.ClientTimeout(total=60),
+    )
+
+
+async def register(client: aiohttp.ClientSession) -> tuple[int, float, float]:
     """Status, latency, and the Retry-After asked for (0 when none)."""
     name = f"load{next(_names)}"
     body = {"username": name, "email": f"{name}@example.com", "password": "benchmark pw"}
     started = time.perf_counter()
-    response = await client.post("/api/register", json=body)
-    retry_after = float(response.headers.get("Retry-After", 0))
-    return response.status_code, time.perf_counter() - started, retry_after
+    async with client.post("/api/register", json=body) as response:
+        await response.read()
+        retry_after = float(response.headers.get("Retry-After", 0))
+        return response.status, time.perf_counter() - started, retry_after
 
 
 async def probe_health(url: str, seconds: float) -> list[float]:
@@ -101,8 +114,7 @@ class Saturation:
 
 async def saturate(url: str, seconds: float) -> Saturation:
     result = Saturation(seconds)
-    limits = httpx.Limits(max_connections=CLIENTS + 2)
-    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+    async with load_client(url) as client:
         result.health_idle = await probe_health(url, 5)
 
         deadline = time.perf_counter() + seconds
@@ -138,7 +150,7 @@ class Step:
 async def offered_load(url: str, rate: float, multiple: float, seconds: float) -> Step:
     """Open loop: requests start on a fixed schedule, whatever the answers take."""
     step = Step(multiple, rate)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=httpx.Limits()) as client:
+    async with load_client(url) as client:
 
         async def one() -> None:
             code, latency, _ = await register(client)

@@ -144,7 +144,7 @@ async def register(
         # A racing registration took the address after our check: answered like any
         # taken address, its owner (now committed) notified.
         return await answer_as_new(None)
-    # Between the commit and the refresh: the session holds no connection meanwhile.
+    # After the commit: the session holds no connection meanwhile.
     try:
         await mail_limit.count_sent(address=str(data.email))
     except Exception:
@@ -152,7 +152,6 @@ async def register(
         # send the user to register again (and meet a 409). An uncounted email is a
         # smaller harm than a lost user.
         log.warning("a welcome email could not be counted against its address", exc_info=True)
-    await session.refresh(user)
     return Registered(user=UserOut.model_validate(user), job_ids=[job.id for job in jobs])
 
 
@@ -172,7 +171,11 @@ async def _create(
     it was looked at, and so was not deleted."""
     # The id chosen here, not at flush: the audit rows of the accounts it replaces name it.
     user = User(
-        id=uuid.uuid4(), username=data.username, email=str(data.email), password_hash=password_hash
+        id=uuid.uuid4(),
+        username=data.username,
+        email=str(data.email),
+        password_hash=password_hash,
+        email_verified_at=None,
     )
     try:
         replaced = await _delete_replaceable(
