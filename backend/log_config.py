@@ -38,6 +38,7 @@ CONTEXT_FIELDS = ("request_id", "job_id", "job_kind")
 # Up to the end of the line, or of the line as repr() or JSON escaped it.
 _DETAIL = re.compile(r"DETAIL:  [^\n]*?(?=\\n|$)", re.MULTILINE)
 _DETAIL_HIDDEN = "DETAIL:  (hidden: it may hold personal data)"
+_TOKEN = re.compile(r"([?&])token=[^&]*")
 
 
 def hide_details(text: str) -> str:
@@ -65,8 +66,14 @@ class ContextFilter(logging.Filter):
 def _access_fields(record: logging.LogRecord, args: tuple[Any, ...]) -> None:
     # uvicorn's access line is `'%s - "%s %s HTTP/%s" %d'` (client, method, path with query,
     # version, status): the same as fields, for `jq 'select(.status >= 500)'`.
-    if len(args) == 5:
-        record.__dict__.update(client=args[0], method=args[1], path=args[2], status=args[4])
+    if len(args) != 5:
+        return
+    path = args[2]
+    if isinstance(path, str) and "token=" in path:
+        # A verification link's token confirms an address: it stays out of the logs.
+        path = _TOKEN.sub(r"\1token=(hidden)", path)
+        record.args = (args[0], args[1], path, *args[3:])
+    record.__dict__.update(client=args[0], method=args[1], path=path, status=args[4])
 
 
 class JsonLines(JsonFormatter):

@@ -160,6 +160,7 @@ async def test_development_lines_are_text_with_the_request_id(settings: Settings
     with AppProcess(development) as app:
         async with httpx.AsyncClient(base_url=app.url) as http:
             await http.get("/livez", headers={"X-Request-ID": "dev-livez"})
+            await http.get("/verify?token=secret.token-value&x=1")
         app.terminate()
         log = app.log()
     lines = log.splitlines()
@@ -170,3 +171,6 @@ async def test_development_lines_are_text_with_the_request_id(settings: Settings
     [access] = [line for line in lines if "GET /livez" in line]
     assert access.endswith("  request_id=dev-livez")
     assert not any(line.lstrip().startswith("{") for line in lines)
+    # A verification token is a secret: the access line keeps the path, not the token.
+    assert "secret.token-value" not in log
+    assert '"GET /verify?token=(hidden)&x=1 HTTP/1.1"' in log
