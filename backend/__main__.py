@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.audit.service import AuditEntry, record_many
 from backend.db import create_engine, create_sessionmaker
 from backend.jobs import admin
+from backend.log_config import configure_logging
 from backend.models import AuditLog, RelayStatus
 from backend.settings import DatabaseSettings
 
@@ -142,7 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     audit.add_argument("--limit", type=int, default=20)
     audit.add_argument("--action")
 
-    return asyncio.run(_run(parser.parse_args(argv)))
+    args = parser.parse_args(argv)
+    # Its output is for a person at a terminal; a warning from below gets a time and level.
+    configure_logging("WARNING", log_format="text")
+    return asyncio.run(_run(args))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,10 @@ NAMING_CONVENTION = {
 MIGRATION_LOCK_ID = 0x77656C636F6D65
 
 
+# Every engine the app makes hides its SQL parameters (addresses, password hashes, audit
+# details) from the errors it raises, and so from the tracebacks in the logs.
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -33,6 +37,7 @@ def create_engine(database_url: str, *, pool_timeout: float = 30.0) -> AsyncEngi
     # pre_ping makes the pool survive a database restart instead of failing one request.
     return create_async_engine(
         database_url,
+        hide_parameters=True,
         pool_pre_ping=True,
         pool_size=10,
         max_overflow=10,
@@ -48,6 +53,7 @@ def create_health_engine(database_url: str) -> AsyncEngine:
     database restart broke."""
     return create_async_engine(
         database_url,
+        hide_parameters=True,
         pool_size=1,
         max_overflow=1,
         pool_timeout=1.0,
@@ -62,6 +68,7 @@ def create_recorder_engine(database_url: str) -> AsyncEngine:
     WAL flush (see `jobs.recorder`)."""
     return create_async_engine(
         database_url,
+        hide_parameters=True,
         pool_size=1,
         max_overflow=1,
         connect_args={"server_settings": {"synchronous_commit": "off"}},

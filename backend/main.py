@@ -19,6 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp
 
 from backend.accounts.passwords import HashingOverloaded
 from backend.context import AppContext
@@ -28,6 +29,7 @@ from backend.settings import Settings, get_settings, settings_or_exit
 from backend.web import api, health, pages, verification_pages
 from backend.web.deps import templates
 from backend.web.docs import docs_router
+from backend.web.request_id import RequestIdMiddleware
 from backend.web.security_headers import SecurityHeaders
 
 STATIC_DIR = Path(__file__).resolve().parent / "web" / "static"
@@ -35,9 +37,16 @@ STATIC_DIR = Path(__file__).resolve().parent / "web" / "static"
 log = logging.getLogger(__name__)
 
 
+class App(FastAPI):
+    def build_middleware_stack(self) -> ASGIApp:
+        # Around Starlette's error middleware, which `add_middleware` cannot reach: its
+        # 500 for an error raised in a handler carries X-Request-ID like any response.
+        return RequestIdMiddleware(super().build_middleware_stack())
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, log_format=settings.log_lines)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -52,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await context.close()
 
     docs = settings.api_docs
-    app = FastAPI(
+    app = App(
         title="Welcome mail",
         summary="Register users; the welcome email and the audit trail follow in the background.",
         lifespan=lifespan,

@@ -85,6 +85,9 @@ class Job(Base):
     # Set by an operator's retry: the give-up age then counts from here.
     retried_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The X-Request-ID of the request that queued it (none for work queued elsewhere): its
+    # log lines carry it, so a registration can be followed from the POST to the SMTP 250.
+    request_id: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         CheckConstraint(

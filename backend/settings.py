@@ -40,6 +40,9 @@ class Settings(DatabaseSettings):
     # with the repository's SECRET_KEY, with which anyone can forge a verification link.
     environment: Literal["development", "test", "production"] = "production"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # json: one object per line, for a log pipeline; text: lines for people. Unset: text
+    # in development, json elsewhere (see `log_lines`).
+    log_format: Literal["json", "text"] | None = None
     # /docs and /openapi.json; unset: on in development only.
     api_docs_enabled: bool | None = None
 
@@ -119,6 +122,12 @@ class Settings(DatabaseSettings):
     @property
     def cookies_secure(self) -> bool:
         return urlsplit(self.app_base_url).scheme == "https"
+
+    @property
+    def log_lines(self) -> Literal["json", "text"]:
+        if self.log_format is not None:
+            return self.log_format
+        return "text" if self.environment == "development" else "json"
 
     @property
     def unverified_replaceable_after(self) -> timedelta:

@@ -66,7 +66,7 @@ async def take_migration_lock(connection: AsyncConnection) -> None:
 async def run_migrations_online() -> None:
     # NullPool: closing the connection ends the session, which releases the lock even
     # when a migration fails (a pool would keep the session, and the lock, alive).
-    engine = create_async_engine(database_url(), poolclass=NullPool)
+    engine = create_async_engine(database_url(), poolclass=NullPool, hide_parameters=True)
     try:
         async with engine.connect() as connection:
             await take_migration_lock(connection)

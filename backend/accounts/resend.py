@@ -33,6 +33,7 @@ from backend.accounts.user_email import user_email_payload
 from backend.audit.job_kind import KIND as AUDIT_KIND
 from backend.audit.job_kind import audit_payload
 from backend.models import Job, User
+from backend.observability.request_context import current_request_id
 
 KIND = "email.verification"
 TEMPLATE = "verify"
@@ -97,9 +98,14 @@ def _job_for(target: CTE, kind: str, payload: dict[str, object], name: str) -> C
     with_user = literal(payload, JSONB).op("||", return_type=JSONB)(
         func.jsonb_build_object("user_id", cast(target.c.id, Text))
     )
+    # The request's id, as `jobs.outbox.enqueue` stores it, for the job's log lines.
+    request_id = literal(current_request_id(), Text)
     return (
         insert(_jobs)
-        .from_select(["kind", "payload"], select(literal(kind, String), with_user))
+        .from_select(
+            ["kind", "payload", "request_id"],
+            select(literal(kind, String), with_user, request_id),
+        )
         .returning(_jobs.c.id)
         .cte(name)
     )

@@ -26,6 +26,7 @@ from backend.mail.faults import Fault
 from backend.mail.render import EmailRenderer
 from backend.mail.sender import MailSender, NotDelivered, OutgoingEmail
 from backend.models import Job, User
+from backend.observability.request_context import scope
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,8 @@ class UserEmailHandler:
             try:
                 email = self._compose(job, user)
             except Exception as exc:
-                log.exception("composing the %s email of job %s failed", self._template, job.id)
+                with scope(job.log_context()):
+                    log.exception("composing the %s email of job %s failed", self._template, job.id)
                 yield job, Failed(error=f"composing failed: {exc!r}")
                 continue
             ready[email.message_id] = (job, user, email)
@@ -146,6 +148,7 @@ class UserEmailHandler:
             to_name=user.username,
             message_id=str(job.payload["message_id"]),
             content=content,
+            log_context=job.log_context(),
         )
 
 

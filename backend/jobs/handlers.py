@@ -56,7 +56,11 @@ class Handler(Protocol):
         """Perform the jobs' effects, yielding `(job, outcome)` as each one is settled.
 
         The runner records an outcome before it asks for the next one, and stops asking
-        when it has lost its lease. One job's bad data must fail that job alone."""
+        when it has lost its lease. One job's bad data must fail that job alone.
+
+        Only the handler knows which job it is working on: it binds `job.log_context()`
+        (`observability.request_context.scope`) around the work and the lines of one job,
+        never across a `yield`, so that they carry that job and its request's id."""
         ...
 
     async def on_give_up(self, session: AsyncSession, job: ClaimedJob, error: str) -> None:

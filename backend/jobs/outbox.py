@@ -18,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.models import Job
+from backend.observability.request_context import LogContext, current_request_id
 
 
 @dataclass(frozen=True)
@@ -29,11 +30,17 @@ class ClaimedJob:
     lease_token: uuid.UUID
     expired: bool  # older than the give-up age when claimed: give it up, don't run it
     last_error: str | None
+    request_id: str | None = None  # of the request that queued it
+
+    def log_context(self) -> LogContext:
+        """Who this job's log lines are about (see `observability.request_context`)."""
+        return LogContext(request_id=self.request_id, job_id=self.id, job_kind=self.kind)
 
 
 def enqueue(session: AsyncSession, *, kind: str, payload: dict[str, Any]) -> Job:
-    """Add a job to the session's transaction; it commits (or not) with the caller's work."""
-    job = Job(kind=kind, payload=payload)
+    """Add a job to the session's transaction; it commits (or not) with the caller's work.
+    It keeps the current request's id (none outside a request), for its log lines."""
+    job = Job(kind=kind, payload=payload, request_id=current_request_id())
     session.add(job)
     return job
 
@@ -61,7 +68,7 @@ SET status = 'running',
     leased_until = now() + make_interval(secs => :lease)
 FROM picked
 WHERE jobs.id = picked.id
-RETURNING jobs.id, jobs.kind, jobs.payload, jobs.attempts, jobs.last_error,
+RETURNING jobs.id, jobs.kind, jobs.payload, jobs.attempts, jobs.last_error, jobs.request_id,
           coalesce(jobs.retried_at, jobs.created_at) < now() - make_interval(secs => :max_age)
               AS expired
 """
@@ -101,6 +108,7 @@ async def claim(
             lease_token=token,
             expired=row.expired,
             last_error=row.last_error,
+            request_id=row.request_id,
         )
         for row in rows
     ]

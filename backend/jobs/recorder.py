@@ -11,6 +11,7 @@ nothing, and the handler's rows (audit) are written only with an outcome that co
 """
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from backend.jobs import outbox
 from backend.jobs.handlers import Done, Failed, Handler, Held, Outcome, Rows
 from backend.jobs.outbox import ClaimedJob
+from backend.observability.request_context import scope
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +54,10 @@ class OutcomeRecorder:
         settled = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(job, outcome, handler, settled))
         if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
+            # Not the context of whichever job came first: each line below binds its own.
+            self._flusher = asyncio.get_running_loop().create_task(
+                self._flush(), context=contextvars.Context()
+            )
         await settled
 
     async def _flush(self) -> None:
@@ -63,11 +68,12 @@ class OutcomeRecorder:
             except Exception:
                 log.exception("recording %d outcomes together failed; one by one now", len(group))
                 for item in group:
-                    try:
-                        await self._commit([item])
-                    except Exception:
-                        # The lease will run out and the job will run again: at least once.
-                        log.exception("could not record the outcome of job %s", item.job.id)
+                    with scope(item.job.log_context()):
+                        try:
+                            await self._commit([item])
+                        except Exception:
+                            # The lease will run out and the job will run again: at least once.
+                            log.exception("could not record the outcome of job %s", item.job.id)
             for item in group:
                 if not item.settled.done():
                     item.settled.set_result(None)
@@ -87,7 +93,8 @@ class OutcomeRecorder:
             for item in done:
                 assert isinstance(item.outcome, Done)
                 if item.job.id not in ours:
-                    log.warning("job %s finished after its lease was taken over", item.job.id)
+                    with scope(item.job.log_context()):
+                        log.warning("job %s finished after its lease was taken over", item.job.id)
                 elif (rows := item.outcome.rows) is not None:
                     rows_by_type.setdefault(type(rows), []).append(rows)
             for rows_type, rows_of_type in rows_by_type.items():
@@ -96,7 +103,9 @@ class OutcomeRecorder:
                 if isinstance(item.outcome, Held):
                     await outbox.hold(session, item.job, reason=item.outcome.reason)
                 elif isinstance(item.outcome, Failed):
-                    await self._failed(session, item.job, item.outcome, item.handler)
+                    # The retry and give-up lines are the job's own.
+                    with scope(item.job.log_context()):
+                        await self._failed(session, item.job, item.outcome, item.handler)
 
     async def _failed(
         self, session: AsyncSession, job: ClaimedJob, outcome: Failed, handler: Handler | None

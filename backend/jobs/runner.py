@@ -8,11 +8,13 @@ Nothing a handler does can stop the jobs beside it.
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -139,8 +141,10 @@ class JobRunner:
 
     # -- the cycle ----------------------------------------------------------------------
 
-    def _track(self, work: Awaitable[int]) -> asyncio.Task[int]:
-        task: asyncio.Task[int] = asyncio.ensure_future(work)
+    def _track(self, work: Coroutine[Any, Any, int]) -> asyncio.Task[int]:
+        # A context of its own, not the request's that asked for it (run_now): a job's lines
+        # carry the request id stored with that job (see `_run_batch` and the handlers).
+        task = asyncio.get_running_loop().create_task(work, context=contextvars.Context())
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
         return task

@@ -30,6 +30,7 @@ from backend.mail.faults import Fault, classify, describe
 from backend.mail.pace import SendPace
 from backend.mail.relay import RelayMonitor
 from backend.mail.render import RenderedEmail
+from backend.observability.request_context import LogContext, scope
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ class OutgoingEmail:
     to_name: str
     message_id: str
     content: RenderedEmail
+    # Bound while this message is sent: its lines carry its job and the job's request.
+    log_context: LogContext | None = None
 
 
 @dataclass(frozen=True)
@@ -181,9 +184,10 @@ class MailSender:
                         break
                     pending.popleft()
                     if fault is Fault.UNEXPECTED:
-                        log.error(
-                            "sending %s failed unexpectedly", email.message_id, exc_info=error
-                        )
+                        with scope(email.log_context):
+                            log.error(
+                                "sending %s failed unexpectedly", email.message_id, exc_info=error
+                            )
                     yield email, NotDelivered(fault, describe(error))
                     if fault is Fault.UNEXPECTED and not await _reset(smtp):
                         break
@@ -208,16 +212,20 @@ class MailSender:
         await self._pool.close()
 
     async def _send_one(self, smtp: aiosmtplib.SMTP, email: OutgoingEmail) -> BaseException | None:
-        try:
-            # The envelope is known: aiosmtplib need not parse it back out of the headers.
-            await smtp.send_message(
-                await self.build(email),
-                sender=self._envelope_sender,
-                recipients=[smtp_address(email.to)],
-            )
-        except Exception as exc:
-            return exc
-        return None
+        with scope(email.log_context):
+            try:
+                # The envelope is known: aiosmtplib need not parse it back out of the headers.
+                _, reply = await smtp.send_message(
+                    await self.build(email),
+                    sender=self._envelope_sender,
+                    recipients=[smtp_address(email.to)],
+                )
+            except Exception as exc:
+                return exc
+            # aiosmtplib raises unless the DATA reply is 250, and returns its text (the
+            # relay's queue id, usually): the line that says where the email went.
+            log.info("delivered %s to the relay: 250 %s", email.message_id, reply)
+            return None
 
     def _held_reason(self) -> str:
         return f"held: mail relay {self.relay.state.value}: {self.relay.last_error}"
