@@ -69,8 +69,9 @@ def test_ctrl_c_stops_everything_cleanly_and_data_survives(tmp_path: Path) -> No
     with devstack(data_dir, first_log) as (stack, url):
         assert httpx.post(f"{url}/api/register", json=user_json("ada")).status_code == 201
         # The operator page is on, with the password the banner shows.
-        banner = re.search(r"Operator page +\S+/ops/jobs +\(user ops, password (\S+)\)",
-                           first_log.read_text())  # fmt: skip
+        banner = re.search(
+            r"Operator page +\S+/ops/jobs +\(user ops, password (\S+)\)", first_log.read_text()
+        )
         assert banner, first_log.read_text()
         assert httpx.get(f"{url}/ops/jobs").status_code == 401
         operator = httpx.get(f"{url}/ops/jobs", auth=("ops", banner.group(1)))

@@ -129,6 +129,13 @@ async def test_lists_counts_relay_and_jobs_filtered_newest_first_without_payload
                 "VALUES ('smtp.example:25', 'refusing', now(), '535 5.7.8 Bad credentials')"
             )
         )
+        script = await connection.scalar(
+            text(
+                "INSERT INTO jobs (kind, payload, status, last_error) VALUES ('email.welcome', "
+                "'{}', 'cancelled', '<script>alert(1)</script> 552 5.3.4 Too big') RETURNING id"
+            )
+        )
+    ids.setdefault("cancelled", []).append(script)
     async with operator(settings, job_worker_enabled=False) as client:
         everything = await page(client)
         failed = await page(client, state="failed")
@@ -166,8 +173,9 @@ async def test_retrying_a_failed_email_delivers_it_and_is_audited(
     await jim.faults({**REFUSE_RCPT, "Match": "ada@"})
     async with operator(settings) as client:
         await register_via_api(client, "ada")
-        [job] = await rows(engine, "SELECT id, status, last_error FROM jobs WHERE kind = :k",
-                           k="email.welcome")  # fmt: skip
+        [job] = await rows(
+            engine, "SELECT id, status, last_error FROM jobs WHERE kind = 'email.welcome'"
+        )
         assert job["status"] == "failed" and "550" in job["last_error"]
         await jim.off()
 
@@ -180,8 +188,8 @@ async def test_retrying_a_failed_email_delivers_it_and_is_audited(
         assert response.headers["location"] == (
             f"/ops/jobs?state=failed&done=retried&count=1&job={job['id']}"
         )
-        assert f"Job {job['id']} retried." in await page(client, state="failed", done="retried",
-                                                          count="1", job=str(job["id"]))  # fmt: skip
+        notice = await page(client, state="failed", done="retried", count="1", job=str(job["id"]))
+        assert f"Job {job['id']} retried." in notice
 
     [mail] = await mailhog.wait_for(1)
     assert mail.to == ["ada@example.com"]
@@ -256,8 +264,8 @@ async def test_a_cancelled_job_never_runs_and_running_jobs_are_left_alone(
         for action, job_id in (("cancel", running), ("retry", running), ("retry", pending[0])):
             refused = await post(client, action, {**fields, "job_id": str(job_id)})
             assert refused.headers["location"].endswith("count=0&job=" + str(job_id))
-        assert "is no longer in a state that allows it" in (await client.get(
-            refused.headers["location"])).text  # fmt: skip
+        shown = await client.get(refused.headers["location"])
+        assert "is no longer in a state that allows it" in shown.text
 
     found = await statuses(engine)
     assert [found[i] for i in pending] == ["cancelled"] * 3 and found[running] == "running"

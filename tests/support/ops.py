@@ -37,7 +37,7 @@ _SEED = text(
         (7, 'email.welcome', 'running', 1, NULL),
         (8, 'email.welcome', 'cancelled', 2, '450 4.2.1 Mailbox busy'),
         (9, 'audit.write', 'succeeded', 1, NULL),
-        (10, 'email.welcome', 'failed', 1, '<script>alert(1)</script> 552 5.3.4 Too big')
+        (10, 'email.welcome', 'failed', 1, '552 5.3.4 Message size exceeds fixed limit')
     ) AS seed (n, kind, status, attempts, error)
     ORDER BY n
     RETURNING id, status
