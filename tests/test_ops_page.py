@@ -5,7 +5,12 @@ The app runs in-process with its lifespan (as the form tests do): each response 
 once the background work it started is done, so a retried email is in the inbox by then.
 """
 
+import asyncio
 import contextlib
+import getpass
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -30,6 +35,7 @@ from tests.support.ops import (
     seed_jobs,
     table_ids,
 )
+from tests.support.server import settings_env
 from tests.test_relay_faults import fault
 
 REFUSE_RCPT = fault("rcpt", "550 5.1.1 No such user")
@@ -92,10 +98,11 @@ async def test_without_ops_password_there_is_no_such_page(client: httpx.AsyncCli
 async def test_the_page_asks_for_the_operators_credentials(
     settings: Settings, auth: tuple[str, str] | None
 ) -> None:
+    given = auth or httpx.USE_CLIENT_DEFAULT  # the client's default: none
     async with app_client(ops_settings(settings)) as client:
         for response in (
-            await client.get("/ops/jobs", auth=auth),
-            await client.post("/ops/jobs/retry", auth=auth, data={"job_id": "1"}),
+            await client.get("/ops/jobs", auth=given),
+            await client.post("/ops/jobs/retry", auth=given, data={"job_id": "1"}),
         ):
             assert response.status_code == 401
             assert response.headers["www-authenticate"] == 'Basic realm="ops"'
@@ -324,3 +331,23 @@ async def test_a_filtered_action_needs_a_state_it_applies_to(
         garbage = await post(client, "cancel", {**fields, "job_id": "twelve"})
         assert garbage.status_code == 422
     assert await statuses(engine) == before
+
+
+async def test_the_cli_cancels_with_the_same_audit_rows(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    ids = await seed_jobs(engine)
+    env = {**os.environ, **settings_env(settings)}
+    command = [sys.executable, "-m", "backend", "jobs", "cancel", "--status", "pending"]
+    result = await asyncio.to_thread(
+        subprocess.run, command, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("2 job(s) cancelled")
+    cancelled = await audit_rows(engine, "job.cancelled")
+    assert [c["job_id"] for c in cancelled] == ids["pending"]
+    assert {c["details"]["by"] for c in cancelled} == {getpass.getuser()}
+    again = await asyncio.to_thread(
+        subprocess.run, command, env=env, capture_output=True, text=True
+    )
+    assert again.returncode == 1 and "nothing was cancelled" in again.stderr
