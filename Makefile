@@ -16,7 +16,7 @@ NODE_DEPS := $(if $(shell command -v npm 2>/dev/null),$(AXE))
 DEV_DATABASE_URL := $(shell cat .devdata/database_url 2>/dev/null)
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev test lint format bench migrate jobs audit clean
+.PHONY: help install dev test lint format bench screenshot migrate jobs audit clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ format: $(INSTALLED) ## apply ruff's fixes and formatting
 
 bench: $(INSTALLED) ## drain vs raw smtplib, connection reuse, relay frozen/outage, load; see bench/RESULTS.md
 	$(BIN)/python -m bench
+
+screenshot: $(INSTALLED) ## retake docs/ops-jobs.png (the operator page; needs /usr/bin/chromium)
+	$(BIN)/python -m scripts.screenshot_ops
 
 migrate jobs audit: export DATABASE_URL ?= $(DEV_DATABASE_URL)
 

@@ -3,6 +3,8 @@
 python -m backend jobs [--status pending,running,failed] [--limit 50]
 python -m backend jobs retry JOB_ID
 python -m backend jobs retry --status failed [--kind email.welcome] [--since 2026-11-24T08:00]
+python -m backend jobs cancel JOB_ID
+python -m backend jobs cancel --status pending [--kind email.welcome]
 python -m backend audit [--limit 20] [--action email.sent]
 
 Reads only DATABASE_URL (environment or `.env`), like Alembic: no SECRET_KEY needed.
@@ -18,16 +20,16 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.audit.service import AuditEntry, record_many
 from backend.db import create_engine, create_sessionmaker
 from backend.jobs import admin
 from backend.log_config import configure_logging
-from backend.models import AuditLog, RelayStatus
+from backend.mail.relay import recorded_states
+from backend.models import AuditLog, Job
 from backend.settings import DatabaseSettings
 
 
 async def _jobs(session: AsyncSession, args: argparse.Namespace) -> int:
-    for relay in await session.scalars(select(RelayStatus).order_by(RelayStatus.relay)):
+    for relay in await recorded_states(session):
         since = relay.since.isoformat(timespec="seconds")
         error = f": {relay.last_error}" if relay.last_error and relay.state != "available" else ""
         print(f"mail relay {relay.relay}: {relay.state} since {since}{error}")
@@ -51,39 +53,43 @@ async def _retry(session: AsyncSession, args: argparse.Namespace) -> int:
     if args.job_id is None and args.status is None:
         print("name a JOB_ID, or choose jobs with --status (and --kind, --since)", file=sys.stderr)
         return 2
-    try:
-        retried = await admin.retry(
-            session,
-            job_id=args.job_id,
-            status=args.status or "failed",
-            kind=args.kind,
-            since=args.since,
-        )
-    except ValueError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    operator = getpass.getuser()
-    await record_many(
+    retried = await admin.retry(
         session,
-        [
-            (
-                job.id,
-                AuditEntry(
-                    action="job.retried",
-                    user_id=None,
-                    details={"kind": job.kind, "by": operator, "last_error": job.last_error},
-                ),
-            )
-            for job in retried
-        ],
+        by=getpass.getuser(),
+        job_id=args.job_id,
+        statuses=[args.status or "failed"],
+        kind=args.kind,
+        since=args.since,
     )
     await session.commit()
     if not retried:
         print("no job matched; nothing was retried", file=sys.stderr)
         return 1
-    ids = ", ".join(str(job.id) for job in retried[:20]) + (" …" if len(retried) > 20 else "")
-    print(f"{len(retried)} job(s) pending again ({ids}); a running app picks them up at once")
+    print(
+        f"{len(retried)} job(s) pending again ({_ids(retried)}); "
+        "a running app picks them up at once"
+    )
     return 0
+
+
+async def _cancel(session: AsyncSession, args: argparse.Namespace) -> int:
+    if args.job_id is None and args.status is None:
+        print("name a JOB_ID, or choose jobs with --status (and --kind)", file=sys.stderr)
+        return 2
+    statuses = [args.status] if args.status else list(admin.CANCELLABLE)
+    cancelled = await admin.cancel(
+        session, by=getpass.getuser(), job_id=args.job_id, statuses=statuses, kind=args.kind
+    )
+    await session.commit()
+    if not cancelled:
+        print("no pending or failed job matched; nothing was cancelled", file=sys.stderr)
+        return 1
+    print(f"{len(cancelled)} job(s) cancelled ({_ids(cancelled)}); they will not run")
+    return 0
+
+
+def _ids(jobs: list[Job]) -> str:
+    return ", ".join(str(job.id) for job in jobs[:20]) + (" …" if len(jobs) > 20 else "")
 
 
 async def _audit(session: AsyncSession, args: argparse.Namespace) -> int:
@@ -137,6 +143,14 @@ def main(argv: list[str] | None = None) -> int:
     retry.add_argument(
         "--since", type=_timestamp, help="only jobs created at or after this ISO time (UTC)"
     )
+
+    cancel = jobs_actions.add_parser(
+        "cancel", help="stop pending (or failed) jobs for good: they never run; audited"
+    )
+    cancel.set_defaults(command=_cancel)
+    cancel.add_argument("job_id", type=int, nargs="?", metavar="JOB_ID")
+    cancel.add_argument("--status", choices=list(admin.CANCELLABLE))
+    cancel.add_argument("--kind", help="only jobs of this kind, e.g. email.welcome")
 
     audit = commands.add_parser("audit", help="show the latest audit_log rows")
     audit.set_defaults(command=_audit)

@@ -26,7 +26,7 @@ from backend.context import AppContext
 from backend.log_config import configure_logging
 from backend.ratelimits import RateLimitStorageUnavailable
 from backend.settings import Settings, get_settings, settings_or_exit
-from backend.web import api, health, pages, verification_pages
+from backend.web import api, health, ops, pages, verification_pages
 from backend.web.deps import templates
 from backend.web.docs import docs_router
 from backend.web.request_id import RequestIdMiddleware
@@ -79,6 +79,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(verification_pages.router)
     app.include_router(api.router)
     app.include_router(health.router)
+    if settings.ops_enabled:
+        # Without OPS_PASSWORD, /ops does not exist (404), rather than asking for a password.
+        app.include_router(ops.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     # Outermost but for Starlette's error middleware, so the exception handlers' pages
     # (busy, unavailable) get the headers too.

@@ -21,7 +21,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from backend.db import Base
 
-JOB_STATUSES = ("pending", "running", "succeeded", "failed")
+# `cancelled`: stopped by an operator before it could run (or be retried); it never runs.
+JOB_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
 
 
 class User(Base):
@@ -91,7 +92,8 @@ class Job(Base):
 
     __table_args__ = (
         CheckConstraint(
-            "status IN ('pending', 'running', 'succeeded', 'failed')", name="status_known"
+            "status IN ('pending', 'running', 'succeeded', 'failed', 'cancelled')",
+            name="status_known",
         ),
         # The two ways a job becomes claimable: due, or its lease ran out.
         Index("ix_jobs_due", "run_after", postgresql_where=text("status = 'pending'")),

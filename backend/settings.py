@@ -24,6 +24,13 @@ SECRET_KEY_REFUSED = (
     "(python -c 'import secrets; print(secrets.token_urlsafe(32))'), "
     "or ENVIRONMENT=development for local work"
 )
+OPS_PASSWORD_MIN_LENGTH = 16
+OPS_PASSWORD_REFUSED = (
+    f"OPS_PASSWORD is shorter than {OPS_PASSWORD_MIN_LENGTH} characters; set it to a random "
+    f"string of at least {OPS_PASSWORD_MIN_LENGTH} characters "
+    "(python -c 'import secrets; print(secrets.token_urlsafe(24))'), "
+    "or leave it empty to keep the operator page off"
+)
 
 
 class DatabaseSettings(BaseSettings):
@@ -75,6 +82,8 @@ class Settings(DatabaseSettings):
     app_base_url: str = "http://localhost:8000"
     # SecretStr: kept out of reprs, logs and tracebacks.
     secret_key: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
+    # The operator page (/ops/jobs), HTTP basic auth as user `ops`; empty: no such page.
+    ops_password: SecretStr = SecretStr("")
     verification_max_age_seconds: int = Field(default=48 * 3600, ge=1)
     # An unverified account stops holding its username and email this long after its
     # latest link expired: a new registration of either then replaces it. 7 days is more
@@ -130,6 +139,10 @@ class Settings(DatabaseSettings):
         return "text" if self.environment == "development" else "json"
 
     @property
+    def ops_enabled(self) -> bool:
+        return bool(self.ops_password.get_secret_value())
+
+    @property
     def unverified_replaceable_after(self) -> timedelta:
         """How long after its latest link was queued an unverified account can be replaced."""
         return timedelta(
@@ -162,6 +175,22 @@ class Settings(DatabaseSettings):
     def _parse_networks(cls, value: str) -> str:
         # Strict: "10.0.0.1/8" is refused rather than silently widened to 10.0.0.0/8.
         return ",".join(str(network) for network in _networks(value))
+
+    @field_validator("ops_password")
+    @classmethod
+    def _ascii_ops_password(cls, value: SecretStr) -> SecretStr:
+        # Basic auth credentials are decoded as ASCII (FastAPI's HTTPBasic), and browsers
+        # disagree on how they encode anything else: such a password could never match.
+        if not value.get_secret_value().isascii():
+            raise ValueError("use ASCII characters only (python's secrets.token_urlsafe does)")
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_weak_ops_password(self) -> "Settings":
+        password = self.ops_password.get_secret_value()
+        if self.environment != "development" and 0 < len(password) < OPS_PASSWORD_MIN_LENGTH:
+            raise ValueError(OPS_PASSWORD_REFUSED)
+        return self
 
     @model_validator(mode="after")
     def _refuse_unsafe_secret(self) -> "Settings":

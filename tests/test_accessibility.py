@@ -14,12 +14,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.devstack.inbox import DevInbox
 from backend.settings import Settings
 from tests.helpers import PASSWORD
 from tests.support.browser import REQUIRE_BROWSER, missing_piece, screenshot, watch_for_csp
 from tests.support.mailhog import MailHog
+from tests.support.ops import seed_jobs
 from tests.support.pages import (
     APP_PAGES,
     BUSY_HEADING,
@@ -108,7 +110,12 @@ async def fill_form(page: Page, username: str, email: str, password: str) -> Non
 
 @pytest.mark.timeout(180)
 async def test_every_page_of_the_app_passes_axe_and_its_csp(
-    app: AppProcess, settings: Settings, mailhog: MailHog, axe_context: BrowserContext, shots: Path
+    app: AppProcess,
+    settings: Settings,
+    mailhog: MailHog,
+    engine: AsyncEngine,
+    axe_context: BrowserContext,
+    shots: Path,
 ) -> None:
     page = await axe_context.new_page()
     checks = PageChecks(page, shots, APP_STYLE)
@@ -145,6 +152,19 @@ async def test_every_page_of_the_app_passes_axe_and_its_csp(
     await page.get_by_role("button", name="Send a new link").click()
     await expect(page.get_by_role("heading", level=1)).to_have_text("Check your inbox")
     await checks.check("resend sent")
+
+    # The operator page, with jobs in every state; driven by its forms (it has no script).
+    failed = (await seed_jobs(engine))["failed"][0]
+    await page.goto(f"{app.url}/ops/jobs")
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Background jobs")
+    await checks.check("ops jobs")
+    await page.get_by_role("button", name=f"Retry job {failed}", exact=True).click()
+    await expect(page.get_by_role("status")).to_have_text(f"Job {failed} retried.")
+    await checks.check("ops jobs: retried")
+    await page.get_by_label("State", exact=True).select_option("failed")
+    await page.get_by_role("button", name="Show").click()
+    await expect(page.get_by_role("button", name=re.compile(r"^Retry all \d+$"))).to_be_visible()
+    await checks.check("ops jobs: failed")
 
     with overload_settings(settings) as broken:
         overloaded = AppProcess(broken)  # conftest stops it after the test

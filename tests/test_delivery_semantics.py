@@ -86,7 +86,9 @@ async def test_an_email_too_old_is_given_up_with_its_real_error_and_again_after_
         # the second give-up writes its own row.
         async with async_sessionmaker(engine)() as session, session.begin():
             await session.execute(text("DELETE FROM users"))
-            assert [j.id for j in await admin.retry(session, job_id=job["id"])] == [job["id"]]
+            assert [j.id for j in await admin.retry(session, by="test", job_id=job["id"])] == [
+                job["id"]
+            ]
         await context.runner.drain()
     finally:
         await context.close()

@@ -3,7 +3,13 @@
 import pytest
 from pydantic import ValidationError
 
-from backend.settings import DEFAULT_SECRET_KEY, SECRET_KEY_REFUSED, Settings, describe
+from backend.settings import (
+    DEFAULT_SECRET_KEY,
+    OPS_PASSWORD_REFUSED,
+    SECRET_KEY_REFUSED,
+    Settings,
+    describe,
+)
 
 GOOD_SECRET = "k" * 32
 
@@ -109,3 +115,30 @@ def test_cookies_are_not_secure_on_plain_http() -> None:
 def test_a_malformed_rate_limit_is_refused_at_start() -> None:
     with pytest.raises(ValidationError, match="register_rate_limit"):
         Settings(_env_file=None, environment="development", register_rate_limit="ten per minute")
+
+
+def test_the_operator_page_is_off_unless_ops_password_is_set() -> None:
+    assert Settings(_env_file=None, environment="development").ops_enabled is False
+    settings = Settings(_env_file=None, environment="test", secret_key=GOOD_SECRET,
+                        ops_password="p" * 16)  # fmt: skip
+    assert settings.ops_enabled is True
+    assert "p" * 16 not in repr(settings)
+
+
+@pytest.mark.parametrize("environment", ["production", "test"])
+def test_a_short_ops_password_is_refused_outside_development(environment: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings(
+            _env_file=None, environment=environment, secret_key=GOOD_SECRET, ops_password="p" * 15
+        )
+    assert describe(refused.value) == OPS_PASSWORD_REFUSED
+    assert "p" * 15 not in describe(refused.value)
+    # In development anything goes (make dev makes a long one anyway).
+    assert Settings(_env_file=None, environment="development", ops_password="ops").ops_enabled
+
+
+def test_a_non_ascii_ops_password_is_refused_everywhere() -> None:
+    # Basic auth credentials are read as ASCII: such a password could never be typed in.
+    with pytest.raises(ValidationError) as refused:
+        Settings(_env_file=None, environment="development", ops_password="pässwörd-pässwörd")
+    assert describe(refused.value).startswith("OPS_PASSWORD: use ASCII characters only")

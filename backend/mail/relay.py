@@ -7,7 +7,7 @@ each burning attempts on its own timer; one probe at a time checks the relay eve
 queue pauses for a cool-down that doubles while it keeps asking, then resumes.
 
 Each change of state is logged once (an error while the relay is not available) and
-written to `relay_status` for people to see (`python -m backend jobs`).
+written to `relay_status` for people to see (`python -m backend jobs`, `/ops/jobs`).
 """
 
 import asyncio
@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from sqlalchemy import func
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -157,3 +157,8 @@ class RelayMonitor:
         with contextlib.suppress(Exception):
             async with sessionmaker() as session, session.begin():
                 await session.execute(statement)
+
+
+async def recorded_states(session: AsyncSession) -> list[RelayStatus]:
+    """Each relay's last state change as the senders wrote it (the CLI, the operator page)."""
+    return list(await session.scalars(select(RelayStatus).order_by(RelayStatus.relay)))

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from pydantic import SecretStr
 
 from backend.settings import Settings
+from tests.support.ops import OPS_PASSWORD
 from tests.support.server import AppProcess
 
 if TYPE_CHECKING:
@@ -61,7 +63,11 @@ async def browser() -> AsyncIterator[Browser]:
 
 @pytest.fixture
 async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
-    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    # The credentials answer only a challenge: the operator page's 401.
+    context = await browser.new_context(
+        viewport={"width": 1280, "height": 800},
+        http_credentials={"username": "ops", "password": OPS_PASSWORD},
+    )
     context.set_default_timeout(10_000)
     yield context
     await context.close()
@@ -76,9 +82,12 @@ def shots(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[AppProcess]:
-    """The app as a uvicorn process whose emails link back to itself."""
+    """The app as a uvicorn process whose emails link back to itself, with the operator
+    page on (OPS_PASSWORD)."""
     app = AppProcess(settings)
-    app.settings = settings.model_copy(update={"app_base_url": app.url})
+    app.settings = settings.model_copy(
+        update={"app_base_url": app.url, "ops_password": SecretStr(OPS_PASSWORD)}
+    )
     try:
         await asyncio.to_thread(app.start)
         yield app

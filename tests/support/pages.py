@@ -23,6 +23,7 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from backend.settings import Settings
 from tests.helpers import csrf_token, user_json
 from tests.support.mailhog import MailHog
+from tests.support.ops import OPS_AUTH
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,11 @@ APP_PAGES: dict[str, HtmlPage] = {
     # The answers of POST /register when Argon2's queue is full, and when the database is down.
     "busy": HtmlPage("busy.html", 503, no_store=True),
     "unavailable": HtmlPage("unavailable.html", 503, no_store=True),
+    # The operator page (OPS_PASSWORD set): every job; after a retry (its notice); filtered
+    # by a state its bulk actions apply to.
+    "ops jobs": HtmlPage("ops_jobs.html", 200, no_store=True),
+    "ops jobs: retried": HtmlPage("ops_jobs.html", 200, no_store=True),
+    "ops jobs: failed": HtmlPage("ops_jobs.html", 200, no_store=True),
 }
 # Reached through an app whose database is down (overload_settings), the rest through a
 # working one.
@@ -153,6 +159,15 @@ async def fetch_app_pages(
         )
         pages["resend sent"] = await http.post(
             "/verify/resend", data={"csrf_token": token, "email": "ada@example.com"}
+        )
+        pages["ops jobs"] = await http.get("/ops/jobs", auth=OPS_AUTH)
+        # The registration's jobs have all succeeded: a retry of the first finds it so. (One
+        # CSRF token serves every form of the site: it is bound to the browser's cookie.)
+        pages["ops jobs: retried"] = await http.post(
+            "/ops/jobs/retry", data={"csrf_token": token, "job_id": "1"}, auth=OPS_AUTH
+        )
+        pages["ops jobs: failed"] = await http.get(
+            "/ops/jobs", params={"state": "failed"}, auth=OPS_AUTH
         )
     return pages
 

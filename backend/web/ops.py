@@ -1,0 +1,245 @@
+"""The operator page, `/ops/jobs`: the queue by state and kind, the mail relay's state, the
+jobs themselves, and retry and cancel for one job or a filtered set.
+
+Mounted only when OPS_PASSWORD is set (backend/main.py); behind HTTP basic auth
+(ops_auth.py). Plain forms: a GET form filters, POST forms act (with the CSRF token of the
+registration form) and redirect back with what was done in the query string. No payload
+is ever shown: payloads hold addresses and tokens.
+"""
+
+from dataclasses import dataclass
+from typing import Annotated, Literal
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Form, Query, Request, status
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field
+
+from backend.jobs import admin
+from backend.mail.relay import recorded_states
+from backend.models import JOB_STATUSES
+from backend.web.deps import ContextDep, SessionDep, get_csrf, templates
+from backend.web.ops_auth import OperatorDep, require_operator
+from backend.web.security_headers import NO_STORE
+
+# NO_STORE first: the 401 and 429 answers get it too.
+router = APIRouter(
+    prefix="/ops", include_in_schema=False, dependencies=[NO_STORE, Depends(require_operator)]
+)
+
+PAGE_SIZE = 100
+ERROR_PREVIEW = 160
+Action = Literal["retried", "cancelled"]
+
+
+@dataclass(frozen=True)
+class JobsFilter:
+    state: str = ""  # empty: any
+    kind: str = ""  # empty: any
+
+    @property
+    def statuses(self) -> list[str]:
+        return [self.state] if self.state else list(JOB_STATUSES)
+
+    def url(self, **extra: str | int | None) -> str:
+        """This filter's page, with more query parameters."""
+        params = {"state": self.state, "kind": self.kind, **extra}
+        query = urlencode({k: v for k, v in params.items() if v not in ("", None)})
+        return f"/ops/jobs?{query}" if query else "/ops/jobs"
+
+
+StateParam = Annotated[str, Query(max_length=16)]
+KindParam = Annotated[str, Query(max_length=64)]
+
+
+@router.get("/jobs", response_class=HTMLResponse)
+async def jobs_page(
+    request: Request,
+    context: ContextDep,
+    session: SessionDep,
+    operator: OperatorDep,
+    state: StateParam = "",
+    kind: KindParam = "",
+    before: Annotated[int | None, Query(ge=1)] = None,
+    done: Action | None = None,
+    count: Annotated[int | None, Query(ge=0)] = None,
+    job: Annotated[int | None, Query(ge=1)] = None,
+) -> Response:
+    notice = _notice(done, count, job) if done is not None and count is not None else None
+    if state and state not in JOB_STATUSES:
+        return await _page(
+            request,
+            context,
+            session,
+            JobsFilter(kind=kind),
+            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+            error=f"There is no state {state!r}; choose one of the list.",
+        )
+    return await _page(
+        request, context, session, JobsFilter(state, kind), before=before, notice=notice
+    )
+
+
+class ActionForm(BaseModel):
+    """A retry or cancel: one job (job_id), or the filter's jobs up to `through`."""
+
+    csrf_token: str = ""
+    job_id: int | None = Field(default=None, ge=1)
+    state: str = Field(default="", max_length=16)
+    kind: str = Field(default="", max_length=64)
+    through: int | None = Field(default=None, ge=1)
+
+
+ActionFormDep = Annotated[ActionForm, Form()]
+
+
+@router.post("/jobs/retry", response_class=HTMLResponse)
+async def retry_jobs(
+    request: Request,
+    context: ContextDep,
+    session: SessionDep,
+    operator: OperatorDep,
+    background: BackgroundTasks,
+    form: ActionFormDep,
+) -> Response:
+    return await _act(request, context, session, operator, background, form, action="retried")
+
+
+@router.post("/jobs/cancel", response_class=HTMLResponse)
+async def cancel_jobs(
+    request: Request,
+    context: ContextDep,
+    session: SessionDep,
+    operator: OperatorDep,
+    background: BackgroundTasks,
+    form: ActionFormDep,
+) -> Response:
+    return await _act(request, context, session, operator, background, form, action="cancelled")
+
+
+async def _act(
+    request: Request,
+    context: ContextDep,
+    session: SessionDep,
+    operator: OperatorDep,
+    background: BackgroundTasks,
+    form: ActionForm,
+    *,
+    action: Action,
+) -> Response:
+    """One job, or every job of the filter up to `through` (the newest the page showed:
+    jobs queued since are left alone). Audited in the same transaction as the change."""
+    job_id, where = form.job_id, JobsFilter(form.state, form.kind)
+    shown = JobsFilter(where.state if where.state in JOB_STATUSES else "", where.kind)
+    if not get_csrf(context).is_valid(request, form.csrf_token):
+        return await _page(
+            request,
+            context,
+            session,
+            shown,
+            status_code=status.HTTP_403_FORBIDDEN,
+            error="This form expired or did not come from this page; nothing was done. "
+            "Please try again.",
+        )
+    allowed = admin.RETRYABLE if action == "retried" else admin.CANCELLABLE
+    if job_id is None and where.state not in allowed:
+        return await _page(
+            request,
+            context,
+            session,
+            shown,
+            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+            error=f"Only {' or '.join(allowed)} jobs can be {action}: choose one of these "
+            "states first; nothing was done.",
+        )
+    details: dict[str, object] = {"via": "ops page", "client": operator.client}
+    if job_id is None:
+        details["filter"] = {"state": where.state, "kind": where.kind, "through": form.through}
+    act = admin.retry if action == "retried" else admin.cancel
+    changed = await act(
+        session,
+        by=operator.name,
+        job_id=job_id,
+        statuses=allowed if job_id is not None else [where.state],
+        kind=(where.kind or None) if job_id is None else None,
+        through_id=form.through if job_id is None else None,
+        details=details,
+    )
+    await session.commit()
+    if action == "retried" and changed:
+        # Run them here at once (a batch's worth); any more, the poller drains.
+        batch = context.settings.job_batch_size
+        background.add_task(context.runner.run_now, [job.id for job in changed[:batch]])
+        if len(changed) > batch:
+            context.runner.wake()
+    back = shown.url(done=action, count=len(changed), job=job_id)
+    return RedirectResponse(back, status_code=status.HTTP_303_SEE_OTHER)
+
+
+async def _page(
+    request: Request,
+    context: ContextDep,
+    session: SessionDep,
+    where: JobsFilter,
+    *,
+    before: int | None = None,
+    status_code: int = status.HTTP_200_OK,
+    notice: tuple[str, bool] | None = None,
+    error: str | None = None,
+) -> Response:
+    by_kind = await admin.kind_counts(session)
+    totals = await admin.status_counts(session)
+    jobs = await admin.list_jobs(
+        session,
+        statuses=where.statuses,
+        kind=where.kind or None,
+        before_id=before,
+        limit=PAGE_SIZE,
+    )
+    matching, newest = await admin.count_jobs(
+        session, statuses=where.statuses, kind=where.kind or None
+    )
+    relays = await recorded_states(session)
+    csrf = get_csrf(context)
+    token, new_cookie = csrf.issue(request)
+    kinds = sorted({*by_kind, where.kind} - {""})
+    response = templates.TemplateResponse(
+        request,
+        "ops_jobs.html",
+        {
+            "where": where,
+            "states": JOB_STATUSES,
+            "kinds": kinds,
+            "by_kind": by_kind,
+            "totals": totals,
+            "relays": relays,
+            "jobs": jobs,
+            "matching": matching,
+            "newest": newest,
+            "older": where.url(before=jobs[-1].id) if len(jobs) == PAGE_SIZE else None,
+            "paged": before is not None,
+            "can_retry": where.state in admin.RETRYABLE,
+            "can_cancel": where.state in admin.CANCELLABLE,
+            "retryable": admin.RETRYABLE,
+            "cancellable": admin.CANCELLABLE,
+            "error_preview": ERROR_PREVIEW,
+            "csrf_token": token,
+            "notice": notice,
+            "error": error,
+        },
+        status_code=status_code,
+    )
+    if new_cookie:
+        csrf.set_cookie(response, new_cookie)
+    return response
+
+
+def _notice(done: Action, count: int, job: int | None) -> tuple[str, bool]:
+    """What the redirect after an action says, and whether it went as asked."""
+    if job is not None:
+        if count:
+            return f"Job {job} {done}.", True
+        return f"Job {job} was not {done}: it is no longer in a state that allows it.", False
+    if count == 0:
+        return f"No job was {done}: none matched any more.", False
+    return f"{count} job{'s' if count != 1 else ''} {done}.", True

@@ -1,0 +1,1 @@
+"""Developer tools that are neither the app nor its tests (`python -m scripts.<name>`)."""

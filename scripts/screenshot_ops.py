@@ -1,0 +1,87 @@
+"""Retake docs/ops-jobs.png, the README's picture of the operator page:
+
+    make screenshot        (or: .venv/bin/python -m scripts.screenshot_ops [--out PATH])
+
+A throwaway Postgres (the tests' embedded one), the app under uvicorn with the operator
+page on and its worker off (so that the jobs hold still), jobs in every state as the
+tests seed them, a relay state, and Debian's Chromium (/usr/bin/chromium) through
+Playwright, signed in with basic auth.
+"""
+
+import argparse
+import asyncio
+import secrets
+import sys
+from pathlib import Path
+
+from playwright.async_api import async_playwright
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from backend.settings import Settings
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.support.database import create_database, embedded_postgres, run_alembic
+from tests.support.ops import OPS_PASSWORD, seed_jobs
+from tests.support.server import REPO_ROOT, AppProcess
+
+DEFAULT_OUT = REPO_ROOT / "docs" / "ops-jobs.png"
+
+
+async def _prepare(database_url: str) -> None:
+    await run_alembic(database_url, "upgrade", "head")
+    engine = create_async_engine(database_url)
+    try:
+        await seed_jobs(engine)
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO relay_status (relay, state, since) "
+                    "VALUES ('smtp.example.com:587', 'available', now() - interval '2 hours')"
+                )
+            )
+    finally:
+        await engine.dispose()
+
+
+async def _shoot(app_url: str, out: Path) -> None:
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        context = await browser.new_context(
+            viewport={"width": 1280, "height": 800},
+            http_credentials={"username": "ops", "password": OPS_PASSWORD},
+        )
+        page = await context.new_page()
+        await page.goto(f"{app_url}/ops/jobs")
+        await page.screenshot(path=out, full_page=True)
+        await browser.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scripts.screenshot_ops", description=__doc__)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args(argv)
+    if not CHROMIUM.exists():
+        print(f"no Chromium at {CHROMIUM} (apt-get install chromium)", file=sys.stderr)
+        return 1
+    with embedded_postgres() as server_url:
+        database_url = asyncio.run(create_database(server_url))
+        asyncio.run(_prepare(database_url))
+        settings = Settings(
+            _env_file=None,
+            environment="test",
+            database_url=database_url,
+            secret_key=secrets.token_urlsafe(32),
+            ops_password=OPS_PASSWORD,
+            job_worker_enabled=False,
+        )
+        with AppProcess(settings) as app:
+            asyncio.run(_shoot(app.url, args.out))
+            app.delete_log()
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
