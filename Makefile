@@ -1,5 +1,5 @@
 # Everything a developer runs. Only Python 3.11+ and make are needed: the first target
-# that needs the virtualenv creates it and installs the project with its dev extra.
+# that needs the virtualenv creates it and installs the dev lock file into it.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -16,16 +16,40 @@ NODE_DEPS := $(if $(shell command -v npm 2>/dev/null),$(AXE))
 DEV_DATABASE_URL := $(shell cat .devdata/database_url 2>/dev/null)
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev test lint format bench screenshot migrate jobs audit clean
+.PHONY: help install lock lock-check dev test lint format bench screenshot migrate jobs audit clean
+
+# The lock files, both made by `make lock` from pyproject.toml: requirements.lock holds the
+# runtime dependencies (what the Docker image installs), requirements-dev.lock those plus
+# the dev extra (what `make install` and CI install). Universal (`--universal`): one file
+# for every platform and every Python the project supports, with environment markers where
+# they differ. Hashes: pip installs them with --require-hashes, so a file that differs
+# from the one locked is refused.
+LOCK := requirements.lock
+DEV_LOCK := requirements-dev.lock
+# --no-config: a developer's own uv.toml cannot point the lock at another index.
+UV_COMPILE = $(abspath $(BIN))/uv --no-config pip compile pyproject.toml --quiet --universal \
+	--python-version 3.11 --generate-hashes --custom-compile-command "make lock" $(LOCK_ARGS)
+# Extra arguments for `make lock`: LOCK_ARGS=--upgrade (everything to the newest allowed),
+# LOCK_ARGS="--upgrade-package fastapi". Without them the pins already there are kept.
+LOCK_ARGS ?=
+
+# Both lock files, in directory $(1). The dev lock first, then the runtime one constrained
+# by it, so that a package in both has the same version in both: the image runs exactly
+# the versions the tests ran.
+compile-locks = (cd $(1) && $(UV_COMPILE) --extra dev -o $(DEV_LOCK) \
+	&& $(UV_COMPILE) --constraint $(DEV_LOCK) -o $(LOCK))
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(INSTALLED): pyproject.toml
+# The pinned, hashed dependencies first; then the project itself, editable and without
+# dependencies (it has none of its own to add: they are all in the lock).
+$(INSTALLED): pyproject.toml $(DEV_LOCK)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed, found " + sys.version.split()[0] + "; try make PYTHON=python3.12")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(DEV_LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $@
 
 # --ignore-scripts: neither package needs one (swagger-ui-dist's dependency @scarf/scarf
@@ -34,7 +58,23 @@ $(AXE): package.json package-lock.json
 	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	@touch $@
 
-install: $(INSTALLED) $(NODE_DEPS) ## create .venv and install the project (done by the other targets)
+install: $(INSTALLED) $(NODE_DEPS) ## create .venv and install the dev lock file (done by the other targets)
+
+lock: $(INSTALLED) ## re-resolve both lock files after editing pyproject.toml (LOCK_ARGS=--upgrade)
+	$(call compile-locks,.)
+
+# Hashes are left out of the comparison: PyPI may add a wheel to a release after it was
+# locked, which changes the hash list but not what the lock says to install.
+lock-check: $(INSTALLED) ## fail if the lock files are not what `make lock` writes from pyproject.toml
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT \
+	&& cp pyproject.toml $(LOCK) $(DEV_LOCK) "$$tmp"/ \
+	&& $(call compile-locks,"$$tmp") \
+	&& status=0 && for file in $(LOCK) $(DEV_LOCK); do \
+		grep -v -- '--hash=' "$$file" > "$$tmp/$$file.committed"; \
+		grep -v -- '--hash=' "$$tmp/$$file" > "$$tmp/$$file.resolved"; \
+		diff -u "$$tmp/$$file.committed" "$$tmp/$$file.resolved" || status=1; \
+	done \
+	&& if [ $$status != 0 ]; then echo "The lock files are out of date: run make lock and commit them."; exit 1; fi
 
 dev: $(INSTALLED) ## run Postgres, the mail inbox and the app (http://localhost:8000/register)
 	$(BIN)/python -m backend.devstack

@@ -4,8 +4,9 @@ A caller may pass `config.attributes["database_url"]` (the test suite does) to t
 another database without touching the environment.
 
 Online runs hold a Postgres advisory lock (MIGRATION_LOCK_ID) from before Alembic reads
-`alembic_version` until the end: every replica of a deploy runs `alembic upgrade head` as
-it starts, and without the lock two of them would both apply the same migration.
+`alembic_version` until the end. A deploy runs `alembic upgrade head` once (compose's
+`migrate` service), but whatever runs it several times at once (`make dev` beside it, an
+init step in every replica) would otherwise apply the same migration twice.
 """
 
 import asyncio

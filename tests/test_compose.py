@@ -1,32 +1,44 @@
 """The Docker setup, checked offline: no Docker engine is needed (or used) here.
 
 What can be checked without running containers: docker-compose.yml wires the services
-together the way the app reads its settings, the Dockerfile ships every path the app needs
-and migrates before serving, and .dockerignore keeps local state out of the image.
+together the way the app reads its settings and migrates before the app starts, the
+Dockerfile builds in two stages and ships every path the app needs and nothing else (no
+tests, no dev stack, no dev dependencies), and .dockerignore keeps local state out of the
+build context. tests/test_lock.py runs what the image runs, without Docker.
 """
 
-import fnmatch
+import ast
 import json
-import posixpath
 import re
 import shlex
-from pathlib import Path, PurePosixPath
+import shutil
+import subprocess
+from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
-from backend.settings import DEFAULT_SECRET_KEY, Settings
+from backend.settings import DEFAULT_SECRET_KEY, DatabaseSettings, Settings
+from tests.support.image import (
+    DOCKERFILE,
+    ROOT,
+    build_context,
+    dockerfile_stages,
+    dockerignored,
+    exec_form,
+    final_stage,
+    image_files,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
-DOCKERFILE = ROOT / "Dockerfile"
-DOCKERIGNORE = ROOT / ".dockerignore"
 
 # Top-level paths the app needs at runtime: the package, the migrations beside alembic.ini,
 # and the templates beside the package (backend/context.py: TEMPLATES_DIR).
 RUNTIME_PATHS = ("backend", "migrations", "templates", "alembic.ini")
+# Where the builder stage makes the virtualenv the final stage copies.
+VENV = "/opt/venv"
 
 MAILHOG_SMTP_PORT = 1025
 MAILHOG_HTTP_PORT = 8025
@@ -79,94 +91,9 @@ def healthcheck_command(service: dict[str, Any]) -> list[str]:
     return [str(part) for part in test]
 
 
-def dockerfile_instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
-    instructions: list[tuple[str, str]] = []
-    pending = ""
-    for line in DOCKERFILE.read_text().splitlines():
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        if stripped.endswith("\\"):
-            pending += stripped[:-1] + " "
-            continue
-        keyword, _, arguments = (pending + stripped).partition(" ")
-        instructions.append((keyword.upper(), arguments.strip()))
-        pending = ""
-    assert not pending, "Dockerfile ends in a line continuation"
-    return instructions
-
-
-def instruction_args(keyword: str) -> list[str]:
-    return [args for name, args in dockerfile_instructions() if name == keyword]
-
-
-def exec_form(arguments: str) -> list[str]:
-    parsed = json.loads(arguments)
-    assert isinstance(parsed, list), f"expected the JSON (exec) form, got {arguments!r}"
-    return [str(part) for part in parsed]
-
-
-def strip_flags(arguments: str) -> list[str]:
-    return [word for word in shlex.split(arguments) if not word.startswith("--")]
-
-
-def workdir() -> str:
-    dirs = instruction_args("WORKDIR")
-    assert dirs, "the Dockerfile sets no WORKDIR"
-    path = "/"
-    for directory in dirs:
-        path = posixpath.normpath(posixpath.join(path, directory))
-    return path
-
-
-def copied_paths() -> dict[str, str]:
-    """Each COPY source -> where it lands in the image (for a directory: the directory)."""
-    base = workdir()
-    landed: dict[str, str] = {}
-    for arguments in instruction_args("COPY"):
-        words = strip_flags(arguments)
-        if words[0].startswith("["):
-            words = exec_form(arguments)
-        *sources, destination = words
-        into_directory = destination.endswith("/") or destination == "." or len(sources) > 1
-        target = posixpath.normpath(posixpath.join(base, destination))
-        for source in sources:
-            name = source.rstrip("/")
-            if (ROOT / name).is_dir():
-                # COPY copies a directory's *contents*, so the destination is the directory.
-                landed[name] = target
-            elif into_directory:
-                landed[name] = posixpath.join(target, posixpath.basename(name))
-            else:
-                landed[name] = target
-    return landed
-
-
-def shell_command(arguments: str) -> str:
-    words = exec_form(arguments)
-    if words[:2] == ["sh", "-c"] or words[:2] == ["/bin/sh", "-c"]:
-        return words[2]
-    return shlex.join(words)
-
-
-def dockerignore_patterns() -> list[str]:
-    lines = (line.strip() for line in DOCKERIGNORE.read_text().splitlines())
-    return [line for line in lines if line and not line.startswith("#")]
-
-
-def dockerignored(path: str) -> bool:
-    """Whether the build context leaves `path` out (last matching pattern wins)."""
-    excluded = False
-    for pattern in dockerignore_patterns():
-        negated = pattern.startswith("!")
-        cleaned = pattern.lstrip("!").strip("/")
-        candidates = [cleaned]
-        if cleaned.startswith("**/"):
-            candidates.append(cleaned[3:])
-        if any(fnmatch.fnmatchcase(path, candidate) for candidate in candidates):
-            excluded = not negated
-    return excluded
+def command_words(service: dict[str, Any]) -> list[str]:
+    command = service["command"]
+    return shlex.split(command) if isinstance(command, str) else [str(word) for word in command]
 
 
 # --- fixtures (local to this module; none from conftest.py) ----------------------------
@@ -190,8 +117,8 @@ def app_env(services: dict[str, dict[str, Any]]) -> dict[str, str]:
 # --- docker-compose.yml ----------------------------------------------------------------
 
 
-def test_compose_has_the_three_services_and_no_obsolete_version(compose: dict[str, Any]) -> None:
-    assert set(as_mapping(compose["services"])) == {"db", "mailhog", "app"}
+def test_compose_has_its_four_services_and_no_obsolete_version(compose: dict[str, Any]) -> None:
+    assert set(as_mapping(compose["services"])) == {"db", "mailhog", "migrate", "app"}
     assert "version" not in compose
 
 
@@ -225,7 +152,7 @@ def test_mailhog_publishes_smtp_and_the_web_api(services: dict[str, dict[str, An
     }
 
 
-def test_app_is_built_here_published_on_8000_and_waits_for_a_healthy_db(
+def test_app_is_built_here_published_on_8000_and_waits_for_the_migrations(
     services: dict[str, dict[str, Any]],
 ) -> None:
     app = services["app"]
@@ -233,9 +160,59 @@ def test_app_is_built_here_published_on_8000_and_waits_for_a_healthy_db(
     assert (build if isinstance(build, str) else as_mapping(build)["context"]) == "."
     assert published_ports(app) == {8000: 8000}
     depends_on = as_mapping(app["depends_on"])
+    # Started only once `alembic upgrade head` has exited 0: never on a stale schema.
+    assert as_mapping(depends_on["migrate"])["condition"] == "service_completed_successfully"
     assert as_mapping(depends_on["db"])["condition"] == "service_healthy"
     assert as_mapping(depends_on["mailhog"])["condition"] == "service_started"
     assert app["restart"] == "unless-stopped"
+    # The image's CMD serves; compose does not replace it with one that migrates too.
+    assert "command" not in app and "entrypoint" not in app
+
+
+def test_migrate_is_a_one_shot_alembic_upgrade_of_the_app_image(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    migrate, app = services["migrate"], services["app"]
+    assert command_words(migrate) == ["alembic", "upgrade", "head"]
+    # The same image as the app, built once under one name.
+    assert migrate["build"] == app["build"]
+    assert migrate["image"] == app["image"]
+    assert as_mapping(as_mapping(migrate["depends_on"])["db"])["condition"] == "service_healthy"
+    # "no", quoted: a bare `no` is YAML's false. A one-shot that restarted would never
+    # complete, and `service_completed_successfully` would keep the app waiting.
+    assert migrate["restart"] == "no"
+    assert "ports" not in migrate and "healthcheck" not in migrate
+
+
+def test_migrate_gets_the_database_and_nothing_else(
+    services: dict[str, dict[str, Any]], app_env: dict[str, str]
+) -> None:
+    migrate_env = environment(services["migrate"])
+    # Alembic reads DatabaseSettings: a migration job holds no SECRET_KEY.
+    assert set(migrate_env) == {"DATABASE_URL"}
+    assert {name.upper() for name in DatabaseSettings.model_fields} == {"DATABASE_URL"}
+    assert migrate_env["DATABASE_URL"] == app_env["DATABASE_URL"]
+
+
+@pytest.mark.skipif(shutil.which("docker") is None, reason="no docker client")
+def test_docker_compose_config_accepts_the_file() -> None:
+    """`docker compose config` validates the file against the Compose specification and
+    needs no engine; it needs the compose plugin, which not every docker client has."""
+    version = subprocess.run(["docker", "compose", "version"], capture_output=True, check=False)
+    if version.returncode != 0:
+        pytest.skip("the docker client has no compose plugin")
+    result = subprocess.run(
+        ["docker", "compose", "-f", str(COMPOSE_FILE), "config", "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    config = json.loads(result.stdout)
+    app = config["services"]["app"]
+    assert app["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert config["services"]["migrate"]["command"] == ["alembic", "upgrade", "head"]
 
 
 def test_app_environment_names_are_all_settings(app_env: dict[str, str]) -> None:
@@ -290,7 +267,7 @@ def test_interpolation_helper() -> None:
 
 
 def test_app_healthcheck_matches_the_dockerfile(services: dict[str, dict[str, Any]]) -> None:
-    (healthcheck,) = instruction_args("HEALTHCHECK")
+    (healthcheck,) = final_stage().args("HEALTHCHECK")
     dockerfile_command = exec_form(healthcheck.split(" CMD ", 1)[1])
     assert healthcheck_command(services["app"]) == ["CMD", *dockerfile_command]
     assert "http://127.0.0.1:8000/healthz" in dockerfile_command[-1]
@@ -300,70 +277,114 @@ def test_app_healthcheck_matches_the_dockerfile(services: dict[str, dict[str, An
 # --- Dockerfile ------------------------------------------------------------------------
 
 
-def test_dockerfile_base_image_env_and_port() -> None:
-    assert instruction_args("FROM") == ["python:3.12-slim"]
-    env = " ".join(instruction_args("ENV"))
-    assert "PYTHONDONTWRITEBYTECODE=1" in env.split()
-    assert "PYTHONUNBUFFERED=1" in env.split()
-    assert instruction_args("EXPOSE") == ["8000"]
+def test_dockerfile_builds_in_two_stages_on_the_same_python() -> None:
+    builder, final = dockerfile_stages()
+    assert builder.name == "builder"
+    # The venv's scripts name their interpreter by path: both stages must have the same.
+    assert builder.base == final.base == "python:3.11-slim-trixie"
+    assert final.name is None  # the image is the last stage
+
+
+def test_builder_installs_the_runtime_lock_with_hashes() -> None:
+    builder = dockerfile_stages()[0]
+    # The lock file and nothing else from the context: the dependency layer is rebuilt
+    # when the lock changes, not when the source does.
+    copies = builder.context_copies()
+    assert list(copies) == ["requirements.lock"]
+    (install,) = (args for args in builder.args("RUN") if "pip install" in args)
+    words = shlex.split(install)
+    assert f"{VENV}/bin/pip" in words and f"python -m venv {VENV}" in install
+    for flag in ("--require-hashes", "--no-deps", "--only-binary=:all:", "--no-cache-dir"):
+        assert flag in words, f"the install lacks {flag}"
+    assert words[words.index("-r") + 1] == copies["requirements.lock"]
+    text = DOCKERFILE.read_text()
+    assert "requirements-dev.lock" not in text and "[dev]" not in text
+    assert "pyproject.toml" not in text  # the lock, not pyproject's ranges, says what to install
+    assert "apt-get" not in text
+
+
+def test_image_copies_the_venv_then_the_app_and_installs_nothing() -> None:
+    final = final_stage()
+    from_stages = [copy for copy in final.copies() if copy.stage is not None]
+    assert [(c.stage, c.source, c.target) for c in from_stages] == [("builder", VENV, VENV)]
+    assert not [args for args in final.args("RUN") if "pip" in args]
+    # Dependencies are a layer of their own, before the source: a source edit reuses them.
+    assert final.index("COPY", "--from=builder") < final.index("COPY", "backend")
+    env = " ".join(final.args("ENV")).split()
+    assert f"PATH={VENV}/bin:$PATH" in env
+    assert "PYTHONDONTWRITEBYTECODE=1" in env and "PYTHONUNBUFFERED=1" in env
+    assert final.args("EXPOSE") == ["8000"]
 
 
 def test_dockerfile_copies_what_the_app_needs_at_runtime() -> None:
-    base = workdir()
-    landed = copied_paths()
+    final = final_stage()
+    base = final.workdir()
+    landed = final.context_copies()
+    assert set(landed) == set(RUNTIME_PATHS)
     for path in RUNTIME_PATHS:
-        assert landed.get(path) == posixpath.join(base, path), f"{path} is not at {base}/{path}"
+        assert landed[path] == f"{base}/{path}", f"{path} is not at {base}/{path}"
     # backend/context.py looks for templates/ beside the package; alembic.ini names
     # `%(here)s/migrations`: all of them must share one directory, the working directory.
-    assert {str(PurePosixPath(landed[path]).parent) for path in RUNTIME_PATHS} == {base}
+    assert {str(PurePosixPath(target).parent) for target in landed.values()} == {base}
+    assert f"PYTHONPATH={base}" in " ".join(final.args("ENV")).split()
 
 
-def test_dockerfile_installs_runtime_dependencies_only_before_the_source() -> None:
-    instructions = dockerfile_instructions()
-    installs = [
-        index
-        for index, (name, args) in enumerate(instructions)
-        if name == "RUN" and "pip install" in args
-    ]
-    assert installs, "the Dockerfile installs nothing"
-    for index in installs:
-        args = instructions[index][1]
-        assert "--no-cache-dir" in args
-        assert "[dev]" not in args
-        assert "optional-dependencies" not in args
-    source_copy = next(
-        index
-        for index, (name, args) in enumerate(instructions)
-        if name == "COPY" and "backend" in strip_flags(args)[:-1]
-    )
-    # Dependencies are a layer of their own, so a source edit does not reinstall them.
-    assert max(installs) < source_copy
-    assert "apt-get" not in DOCKERFILE.read_text()
+def test_the_image_ships_the_app_and_no_tests_dev_stack_or_dev_files() -> None:
+    shipped = image_files()
+    assert {"backend/main.py", "alembic.ini", "migrations/env.py"} <= set(shipped)
+    assert any(path.startswith("templates/") for path in shipped)
+    assert any(path.startswith("backend/web/static/") for path in shipped)
+    for path in shipped:
+        assert not path.startswith(("tests/", "backend/devstack/", "bench/")), path
+        assert "__pycache__" not in path and not path.endswith(".pyc"), path
+    # Not in the image, and not even sent to the builder.
+    context = set(build_context())
+    for path in ("backend/devstack/inbox.py", "backend/devstack/inbox_ui.html"):
+        assert (ROOT / path).exists() and path not in context
+    assert not [path for path in context if path.startswith("backend/devstack/inbox_static/")]
+    assert "requirements-dev.lock" not in context and "pyproject.toml" not in context
+
+
+def test_nothing_the_image_ships_imports_the_dev_stack() -> None:
+    importers = []
+    for path in image_files():
+        if not path.endswith(".py"):
+            continue
+        tree = ast.parse((ROOT / path).read_text(), filename=path)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            else:
+                continue
+            if any(name.startswith("backend.devstack") for name in names):
+                importers.append(f"{path}:{node.lineno}")
+    assert importers == [], "the image has no backend/devstack for these to import"
 
 
 def test_dockerfile_runs_as_a_non_root_user() -> None:
-    instructions = dockerfile_instructions()
-    users = [(index, args) for index, (name, args) in enumerate(instructions) if name == "USER"]
+    final = final_stage()
+    users = [(i, args) for i, (name, args) in enumerate(final.instructions) if name == "USER"]
     assert users, "the container would run as root"
     last_index, user = users[-1]
     assert user.split(":")[0] not in ("root", "0")
-    cmd_index = max(index for index, (name, _) in enumerate(instructions) if name == "CMD")
+    cmd_index = max(i for i, (name, _) in enumerate(final.instructions) if name == "CMD")
     assert last_index < cmd_index
 
 
-def test_dockerfile_migrates_then_serves() -> None:
-    (cmd,) = instruction_args("CMD")
-    command = shell_command(cmd)
-    migrate, _, serve = command.partition("&&")
-    # `&&`: a failed migration stops the start instead of serving a stale schema.
-    assert migrate.split() == ["alembic", "upgrade", "head"]
-    serve_words = serve.split()
-    # `exec` makes uvicorn PID 1, so `docker stop` reaches it with SIGTERM.
-    assert serve_words[:3] == ["exec", "uvicorn", "backend.main:app"]
-    assert serve_words[serve_words.index("--host") + 1] == "0.0.0.0"
-    assert serve_words[serve_words.index("--port") + 1] == "8000"
+def test_dockerfile_serves_and_leaves_the_migrations_to_their_own_step() -> None:
+    final = final_stage()
+    assert final.args("ENTRYPOINT") == []
+    (cmd,) = final.args("CMD")
+    # Exec form: uvicorn is PID 1, so `docker stop` reaches it with SIGTERM.
+    words = exec_form(cmd)
+    assert words[:2] == ["uvicorn", "backend.main:app"]
+    assert "alembic" not in cmd and "sh" not in words
+    assert words[words.index("--host") + 1] == "0.0.0.0"
+    assert words[words.index("--port") + 1] == "8000"
     # The app reads X-Forwarded-For itself (TRUSTED_PROXIES) and needs the real peer.
-    assert "--no-proxy-headers" in serve_words and "--proxy-headers" not in serve_words
+    assert "--no-proxy-headers" in words and "--proxy-headers" not in words
 
 
 # --- .dockerignore ---------------------------------------------------------------------
@@ -371,12 +392,32 @@ def test_dockerfile_migrates_then_serves() -> None:
 
 @pytest.mark.parametrize(
     "path",
-    [".venv", ".git", ".env", ".devdata", "tests", ".mypy_cache", "backend/__pycache__"],
+    [
+        ".venv",
+        ".git",
+        ".env",
+        ".env.example",
+        ".devdata",
+        "tests",
+        "tests/conftest.py",
+        "bench",
+        "node_modules",
+        "requirements-dev.lock",
+        "README.md",
+        "backend/devstack",
+        "backend/devstack/inbox_static/inbox.css",
+        "backend/__pycache__",
+        "backend/web/__pycache__/app.cpython-311.pyc",
+        "a-new-file-nobody-listed.txt",
+    ],
 )
-def test_dockerignore_keeps_local_state_out(path: str) -> None:
+def test_dockerignore_keeps_local_state_and_dev_files_out(path: str) -> None:
     assert dockerignored(path)
 
 
-@pytest.mark.parametrize("path", [*RUNTIME_PATHS, "pyproject.toml"])
+@pytest.mark.parametrize(
+    "path",
+    [*RUNTIME_PATHS, "requirements.lock", "backend/main.py", "backend/web/static/app.css"],
+)
 def test_dockerignore_keeps_what_the_image_copies(path: str) -> None:
     assert not dockerignored(path)

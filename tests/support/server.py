@@ -48,8 +48,14 @@ class AppProcess:
         host: str = "127.0.0.1",
         workers: int = 1,
         uvicorn_args: Sequence[str] = (),
+        python: str | Path = sys.executable,
+        cwd: Path = REPO_ROOT,
     ) -> None:
+        """`python` and `cwd`: another interpreter (a virtualenv's) running the app from
+        another copy of it (tests/test_lock.py runs the image's files on the lock's packages)."""
         self.settings = settings
+        self._python = str(python)
+        self._cwd = cwd
         # Bound here and handed to uvicorn (--fd): picking a free port and binding it later
         # races with the other test workers, and the health check could then reach theirs.
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -73,14 +79,14 @@ class AppProcess:
         if self._socket.fileno() < 0:
             raise RuntimeError("an AppProcess starts once; make a new one to restart")
         env = {**os.environ, **settings_env(self.settings)}
-        command = [sys.executable, "-m", "uvicorn", "backend.main:app"]
+        command = [self._python, "-m", "uvicorn", "backend.main:app"]
         command += ["--fd", str(self._socket.fileno())]
         command += ["--timeout-graceful-shutdown", str(self._graceful_timeout)]
         # As in production: the app, not uvicorn, decides whose X-Forwarded-For to believe.
         command += ["--no-proxy-headers", "--workers", str(self._workers), *self._uvicorn_args]
         self.process = subprocess.Popen(
             command,
-            cwd=REPO_ROOT,
+            cwd=self._cwd,
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
