@@ -23,9 +23,10 @@ from starlette.exceptions import HTTPException
 from backend.accounts.passwords import HashingOverloaded
 from backend.context import AppContext
 from backend.log_config import configure_logging
+from backend.observability import metrics
 from backend.ratelimits import RateLimitStorageUnavailable
 from backend.settings import Settings, get_settings, settings_or_exit
-from backend.web import api, health, pages, verification_pages
+from backend.web import api, health, metrics_route, pages, verification_pages
 from backend.web.deps import templates
 from backend.web.docs import docs_router
 from backend.web.security_headers import SecurityHeaders
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(verification_pages.router)
     app.include_router(api.router)
     app.include_router(health.router)
+    app.include_router(metrics_route.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     # Outermost but for Starlette's error middleware, so the exception handlers' pages
     # (busy, unavailable) get the headers too.
@@ -87,6 +89,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 async def _validation_failed(request: Request, exc: Exception) -> Response:
     # FastAPI's default echoes each rejected value, which would send a password back.
     assert isinstance(exc, RequestValidationError)
+    if request.scope.get("endpoint") is api.register_user:
+        # The API's field errors never reach the route: counted here, where they are answered.
+        metrics.registration("api", "invalid")
     errors = [{k: v for k, v in error.items() if k != "input"} for error in exc.errors()]
     return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
 
