@@ -155,7 +155,7 @@ class AppContext:
             register_limit=register_limit,
             resend_limit=resend_limit,
             mail_limit=mail_limit,
-            queue_stats=QueueStats(sessionmaker),
+            queue_stats=QueueStats(sessionmaker, kinds=tuple(handlers)),
         )
 
     async def close(self) -> None:

@@ -12,6 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.observability.metrics import REGISTRATION_OUTCOMES
 from backend.settings import Settings
@@ -91,6 +93,9 @@ async def test_metrics_move_with_registrations_and_deliveries(
         assert value(before, "relay_state", state="unavailable") == 0
         assert value(before, "password_hashes", state="running") == 0
         assert value(before, "password_hashes", state="waiting") == 0
+        for kind in ("email.welcome", "audit.write"):  # the handlers' kinds, at 0
+            for state in ("pending", "running", "failed"):
+                assert value(before, "jobs", kind=kind, state=state) == 0
 
         async with httpx.AsyncClient(base_url=app.url) as client:
             # Not in the API's document: Schemathesis fuzzes what is there.
@@ -105,7 +110,10 @@ async def test_metrics_move_with_registrations_and_deliveries(
         assert len(await mailhog.wait_for(2)) == 2
 
         def delivered(samples: Samples) -> bool:
-            return value(samples, "jobs", kind="email.welcome", state="succeeded") == 2
+            finished = value(
+                samples, "jobs_finished_total", kind="audit.write", outcome="succeeded"
+            )
+            return finished == 2
 
         after = await scrape_until(app.url, delivered)
 
@@ -121,7 +129,8 @@ async def test_metrics_move_with_registrations_and_deliveries(
     assert value(after, "email_delivery_seconds_bucket", kind="email.welcome", le="+Inf") == 2
     for state in ("pending", "running", "failed"):
         assert value(after, "jobs", kind="email.welcome", state=state) == 0
-    assert value(after, "jobs", kind="audit.write", state="succeeded") == 2
+    assert value(after, "jobs_finished_total", kind="email.welcome", outcome="succeeded") == 2
+    assert value(after, "jobs_finished_total", kind="email.welcome", outcome="retried") is None
     assert value(after, "jobs_oldest_due_age_seconds", kind="email.welcome") == 0
     for fault in ("relay_unavailable", "message_refused", "unexpected"):
         assert value(after, "smtp_failures_total", fault=fault, operation="send") == 0
@@ -144,6 +153,7 @@ async def test_a_refused_recipient_counts_as_a_message_refused(
     assert value(samples, "smtp_failures_total", fault="relay_unavailable", operation="send") == 0
     assert value(samples, "email_delivery_seconds_count", kind="email.welcome") is None
     assert value(samples, "relay_state", state="available") == 1  # the message's fault only
+    assert value(samples, "jobs_finished_total", kind="email.welcome", outcome="failed") == 1
     assert await mailhog.messages() == []
 
 
@@ -178,7 +188,10 @@ async def test_a_relay_outage_shows_in_the_relay_state_the_failures_and_the_late
         assert len(await mailhog.wait_for(1)) == 1
 
         def back(samples: Samples) -> bool:
-            return value(samples, "email_delivery_seconds_count", kind="email.welcome") == 1
+            return (
+                value(samples, "email_delivery_seconds_count", kind="email.welcome") == 1
+                and value(samples, "jobs", kind="email.welcome", state="pending") == 0
+            )
 
         after = await scrape_until(app.url, back)
     assert value(after, "relay_state", state="available") == 1
@@ -191,13 +204,22 @@ async def test_a_relay_outage_shows_in_the_relay_state_the_failures_and_the_late
 
 @pytest.mark.timeout(180)
 async def test_workers_add_up_whichever_answers(
-    settings: Settings, mailhog: MailHog, tmp_path: Path
+    settings: Settings, engine: AsyncEngine, mailhog: MailHog, tmp_path: Path
 ) -> None:
     app = AppProcess(
         settings,
         workers=2,
         uvicorn_args=["--log-config", str(pid_log_config(tmp_path / "log.json"))],
     )
+    # Three parked jobs, which every worker reads from the same table (before any worker
+    # reads it: each keeps what it read for a few seconds).
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO jobs (kind, payload, status) "
+                "SELECT 'email.welcome', '{}', 'failed' FROM generate_series(1, 3)"
+            )
+        )
     with app:
         await _until(lambda: app.log().count("Application startup complete") == 2)
         created = 0
@@ -213,7 +235,10 @@ async def test_workers_add_up_whichever_answers(
         assert len(await mailhog.wait_for(created)) == created
 
         def all_delivered(samples: Samples) -> bool:
-            return value(samples, "jobs", kind="email.welcome", state="succeeded") == created
+            finished = value(
+                samples, "jobs_finished_total", kind="audit.write", outcome="succeeded"
+            )
+            return finished == created
 
         await scrape_until(app.url, all_delivered)
         # Scrapes until both workers have answered some; every one tells the same totals.
@@ -227,7 +252,7 @@ async def test_workers_add_up_whichever_answers(
             )
             assert value(samples, "email_delivery_seconds_count", kind="email.welcome") == (created)
             # Read from the database, not summed over the workers.
-            assert value(samples, "jobs", kind="email.welcome", state="succeeded") == created
+            assert value(samples, "jobs", kind="email.welcome", state="failed") == 3
             assert value(samples, "relay_state", state="available") == 2  # one per worker
 
         # A worker dies; uvicorn starts another. What it counted stays counted, its view

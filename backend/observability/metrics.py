@@ -16,6 +16,7 @@ from backend.observability import metrics_dir
 
 # isort: split
 import contextlib
+import functools
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -62,6 +63,7 @@ REGISTRATION_OUTCOMES: tuple[RegistrationOutcome, ...] = (
     "error",
 )
 SmtpOperation = Literal["send", "probe"]
+JobOutcome = Literal["succeeded", "retried", "failed"]
 
 REGISTRATIONS = Counter(
     f"{PREFIX}_registrations",
@@ -91,6 +93,12 @@ RELAY_STATE = Gauge(
     ["state"],
     multiprocess_mode="livesum",
 )
+JOBS_FINISHED = Counter(
+    f"{PREFIX}_jobs_finished",
+    "Job attempts recorded, by kind and outcome: succeeded, retried (a failure with "
+    "attempts left), failed (parked for good).",
+    ["kind", "outcome"],
+)
 PASSWORD_HASHES = Gauge(
     f"{PREFIX}_password_hashes",
     "Password hashes running, and waiting for a hashing thread, over all processes.",
@@ -108,7 +116,12 @@ def registration(channel: Channel, outcome: RegistrationOutcome) -> None:
 
 
 def email_delivered(kind: str, seconds: float) -> None:
-    EMAIL_DELIVERY.labels(kind=kind).observe(max(0.0, seconds))
+    _delivery_of(kind).observe(max(0.0, seconds))
+
+
+@functools.cache  # per email: skip labels()' lookup (the kinds are few)
+def _delivery_of(kind: str) -> Histogram:
+    return EMAIL_DELIVERY.labels(kind=kind)
 
 
 def smtp_faults(faults: Iterable[str]) -> None:
@@ -127,6 +140,15 @@ def relay_state(current: str, states: Iterable[str]) -> None:
         RELAY_STATE.labels(state=state).set(1 if state == current else 0)
 
 
+def job_finished(kind: str, outcome: JobOutcome) -> None:
+    _finished_of(kind, outcome).inc()
+
+
+@functools.cache  # per job, as above
+def _finished_of(kind: str, outcome: JobOutcome) -> Counter:
+    return JOBS_FINISHED.labels(kind=kind, outcome=outcome)
+
+
 def password_hashes(*, running: int, waiting: int) -> None:
     PASSWORD_HASHES.labels(state="running").set(running)
     PASSWORD_HASHES.labels(state="waiting").set(waiting)
@@ -134,8 +156,8 @@ def password_hashes(*, running: int, waiting: int) -> None:
 
 @dataclass(frozen=True)
 class QueueSnapshot:
-    """The jobs table at one moment, as `backend.jobs.stats` read it: every state of
-    every kind it holds, zeros included."""
+    """The jobs waiting, running and parked at one moment, as `backend.jobs.stats` read
+    them: each of those states for every kind found, zeros included."""
 
     # (kind, state) -> jobs
     jobs: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -169,7 +191,9 @@ class _QueueCollector(Collector):
         if self._queue is None:
             return
         jobs = GaugeMetricFamily(
-            f"{PREFIX}_jobs", "Jobs in the table by kind and state.", labels=["kind", "state"]
+            f"{PREFIX}_jobs",
+            "Jobs pending, running and failed (parked), by kind.",
+            labels=["kind", "state"],
         )
         for (kind, state), count in sorted(self._queue.jobs.items()):
             jobs.add_metric([kind, state], count)
