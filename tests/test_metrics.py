@@ -29,9 +29,15 @@ _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 _SCRAPE_BY_PID = re.compile(r"^(\d+) INFO uvicorn.access: .*GET /metrics", re.M)
 
 
+def connect(url: str) -> httpx.AsyncClient:
+    # A registration is an Argon2 hash: on a machine busy with other work, more than
+    # httpx's 5 s default.
+    return httpx.AsyncClient(base_url=url, timeout=30)
+
+
 async def scrape(url: str) -> Samples:
     """One scrape on a fresh connection (so that `--workers` spreads them), parsed."""
-    async with httpx.AsyncClient(base_url=url) as client:
+    async with connect(url) as client:
         response = await client.get("/metrics")
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
@@ -97,7 +103,7 @@ async def test_metrics_move_with_registrations_and_deliveries(
             for state in ("pending", "running", "failed"):
                 assert value(before, "jobs", kind=kind, state=state) == 0
 
-        async with httpx.AsyncClient(base_url=app.url) as client:
+        async with connect(app.url) as client:
             # Not in the API's document: Schemathesis fuzzes what is there.
             assert "/metrics" not in (await client.get("/openapi.json")).json()["paths"]
             assert (await client.post("/api/register", json=user_json("ada"))).status_code == 201
@@ -142,7 +148,7 @@ async def test_a_refused_recipient_counts_as_a_message_refused(
     # MailHog's Jim, as on a real MailHog: every recipient refused with 550.
     await jim.on(RejectRecipientChance=1)
     with AppProcess(settings) as app:
-        async with httpx.AsyncClient(base_url=app.url) as client:
+        async with connect(app.url) as client:
             assert (await client.post("/api/register", json=user_json("ada"))).status_code == 201
 
         def parked(samples: Samples) -> bool:
@@ -163,7 +169,7 @@ async def test_a_relay_outage_shows_in_the_relay_state_the_failures_and_the_late
     through = {"mail_server": "127.0.0.1", "mail_port": proxy.port}
     with AppProcess(settings.model_copy(update=through)) as app:
         proxy.down()
-        async with httpx.AsyncClient(base_url=app.url) as client:
+        async with connect(app.url) as client:
             assert (await client.post("/api/register", json=user_json("ada"))).status_code == 201
 
         def held(samples: Samples) -> bool:
@@ -227,7 +233,7 @@ async def test_workers_add_up_whichever_answers(
         # both have registered someone.
         while len(set(ACCESS_BY_PID.findall(app.log()))) < 2 or created < 6:
             assert created < 60, "one worker answered every registration"
-            async with httpx.AsyncClient(base_url=app.url) as client:
+            async with connect(app.url) as client:
                 name = f"user{created}"
                 response = await client.post("/api/register", json=user_json(name))
             assert response.status_code == 201, response.text
@@ -270,7 +276,7 @@ async def test_workers_add_up_whichever_answers(
 
 async def test_two_servers_on_one_machine_count_apart(settings: Settings) -> None:
     with AppProcess(settings) as first, AppProcess(settings) as second:
-        async with httpx.AsyncClient(base_url=first.url) as client:
+        async with connect(first.url) as client:
             assert (await client.post("/api/register", json=user_json("ada"))).status_code == 201
         ours = await scrape(first.url)
         theirs = await scrape(second.url)
@@ -284,7 +290,7 @@ async def test_a_directory_given_by_the_operator_is_used(
     given = tmp_path / "metrics"
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(given))
     with AppProcess(settings) as app:
-        async with httpx.AsyncClient(base_url=app.url) as client:
+        async with connect(app.url) as client:
             assert (await client.post("/api/register", json=user_json("ada"))).status_code == 201
         samples = await scrape(app.url)
     assert value(samples, "registrations_total", channel="api", outcome="created") == 1
@@ -304,7 +310,7 @@ async def test_without_the_database_the_page_still_answers(settings: Settings) -
 
 async def test_metrics_can_be_turned_off(settings: Settings) -> None:
     with AppProcess(settings.model_copy(update={"metrics_enabled": False})) as app:
-        async with httpx.AsyncClient(base_url=app.url) as client:
+        async with connect(app.url) as client:
             assert (await client.get("/metrics")).status_code == 404
 
 
