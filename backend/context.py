@@ -21,6 +21,7 @@ from backend.db import (
 )
 from backend.jobs.handlers import Handler
 from backend.jobs.runner import JobRunner, RunnerConfig
+from backend.jobs.stats import QueueStats
 from backend.mail.render import EmailRenderer
 from backend.mail.sender import MailSender, SmtpSettings
 from backend.ratelimits import Counter, Limiter, build_counter
@@ -48,6 +49,8 @@ class AppContext:
     resend_limit: Limiter
     # MAIL_PER_ADDRESS_LIMIT: every path that queues an email to an address asks it first.
     mail_limit: MailLimit
+    # The queue's figures for GET /metrics, read when scraped and cached a few seconds.
+    queue_stats: QueueStats
 
     @classmethod
     def build(cls, settings: Settings) -> "AppContext":
@@ -152,6 +155,7 @@ class AppContext:
             register_limit=register_limit,
             resend_limit=resend_limit,
             mail_limit=mail_limit,
+            queue_stats=QueueStats(sessionmaker, kinds=tuple(handlers)),
         )
 
     async def close(self) -> None:

@@ -24,9 +24,10 @@ from starlette.types import ASGIApp
 from backend.accounts.passwords import HashingOverloaded
 from backend.context import AppContext
 from backend.log_config import configure_logging
+from backend.observability import metrics
 from backend.ratelimits import RateLimitStorageUnavailable
 from backend.settings import Settings, get_settings, settings_or_exit
-from backend.web import api, health, ops, pages, verification_pages
+from backend.web import api, health, metrics_route, ops, pages, verification_pages
 from backend.web.deps import templates
 from backend.web.docs import docs_router
 from backend.web.request_id import RequestIdMiddleware
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(verification_pages.router)
     app.include_router(api.router)
     app.include_router(health.router)
+    app.include_router(metrics_route.router)
     if settings.ops_enabled:
         # Without OPS_PASSWORD, /ops does not exist (404), rather than asking for a password.
         app.include_router(ops.router)
@@ -99,6 +101,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 async def _validation_failed(request: Request, exc: Exception) -> Response:
     # FastAPI's default echoes each rejected value, which would send a password back.
     assert isinstance(exc, RequestValidationError)
+    if request.scope.get("endpoint") is api.register_user:
+        # The API's field errors never reach the route: counted here, where they are answered.
+        metrics.registration("api", "invalid")
     errors = [{k: v for k, v in error.items() if k != "input"} for error in exc.errors()]
     return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
 

@@ -52,6 +52,8 @@ class Settings(DatabaseSettings):
     log_format: Literal["json", "text"] | None = None
     # /docs and /openapi.json; unset: on in development only.
     api_docs_enabled: bool | None = None
+    # GET /metrics (Prometheus); keep it off the public internet at the proxy, or off here.
+    metrics_enabled: bool = True
 
     # Past this wait for a pooled connection, a request gets 503 with Retry-After.
     database_pool_timeout_seconds: float = Field(default=5.0, gt=0)

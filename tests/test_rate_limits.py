@@ -6,9 +6,7 @@ proxies are believed and nobody else's X-Forwarded-For is; IPv6 clients share a 
 
 import asyncio
 import itertools
-import json
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from pydantic import SecretStr
 
 from backend.settings import Settings
 from tests.helpers import user_json
-from tests.support.server import AppProcess
+from tests.support.server import ACCESS_BY_PID, AppProcess, pid_log_config
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
 _names = itertools.count()
@@ -71,25 +69,6 @@ async def test_the_limit_holds_across_two_app_processes(settings: Settings, stor
     assert all(wait is not None and 1 <= wait <= 60 for _, wait in answers[4:]), answers
 
 
-_ACCESS_BY_PID = re.compile(r"^(\d+) INFO uvicorn.access: .*POST /api/register", re.M)
-
-
-def _pid_log_config(path: Path) -> Path:
-    """uvicorn's log lines prefixed with the worker's pid, to see who served what."""
-    line = {"format": "%(process)d %(levelname)s %(name)s: %(message)s"}
-    handler = {"class": "logging.StreamHandler", "formatter": "pid", "stream": "ext://sys.stdout"}
-    logger = {"handlers": ["out"], "level": "INFO", "propagate": False}
-    config = {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {"pid": line},
-        "handlers": {"out": handler},
-        "loggers": {"uvicorn": logger, "uvicorn.access": logger},
-    }
-    path.write_text(json.dumps(config))
-    return path
-
-
 @pytest.mark.parametrize(
     ("storage", "shared"),
     [("", True), ("memory://", False)],
@@ -104,7 +83,7 @@ async def test_the_limit_holds_across_uvicorn_workers(
     app = AppProcess(
         limited(settings, "3/minute", rate_limit_storage_url=storage),
         workers=2,
-        uvicorn_args=["--log-config", str(_pid_log_config(tmp_path / "log.json"))],
+        uvicorn_args=["--log-config", str(pid_log_config(tmp_path / "log.json"))],
     )
     with app:
         await _wait_for(lambda: app.log().count("Application startup complete") == 2)
@@ -114,7 +93,7 @@ async def test_the_limit_holds_across_uvicorn_workers(
         while len(served) < 2 or len(answers) < 8:
             assert len(answers) < 80, "one worker answered every request"
             answers += await asyncio.gather(*(fresh_attempt(app.url) for _ in range(4)))
-            served = set(_ACCESS_BY_PID.findall(app.log()))
+            served = set(ACCESS_BY_PID.findall(app.log()))
     created = statuses(answers).count(201)
     if shared:
         assert created == 3, answers

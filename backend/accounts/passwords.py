@@ -37,6 +37,8 @@ from typing import TypeVar
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
+from backend.observability import metrics
+
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,7 @@ class PasswordHasher:
         )
         self._admitted = 0
         self._seconds_per_hash = 0.1  # refined as hashes run; only used for Retry-After
+        self._publish()
 
     @property
     def waiting(self) -> int:
@@ -91,11 +94,16 @@ class PasswordHasher:
             drain = (self.queue_limit + 1) * self._seconds_per_hash / self.workers
             raise HashingOverloaded(retry_after=max(1, math.ceil(drain)))
         self._admitted += 1
+        self._publish()
         try:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._executor, self._timed, function, *args)
         finally:
             self._admitted -= 1
+            self._publish()
+
+    def _publish(self) -> None:
+        metrics.password_hashes(running=min(self._admitted, self.workers), waiting=self.waiting)
 
     def _timed(self, function: Callable[..., T], *args: str) -> T:
         started = time.perf_counter()

@@ -18,13 +18,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.accounts.mail_limit import MailLimit
-from backend.accounts.passwords import PasswordHasher
+from backend.accounts.passwords import HashingOverloaded, PasswordHasher
 from backend.accounts.registration_notice import notify_owner_instead
 from backend.accounts.schemas import RegistrationIn, UserOut
 from backend.accounts.welcome_email import enqueue_welcome_email
 from backend.audit.job_kind import enqueue_audit
 from backend.mail.addresses import UndeliverableAddress, check_deliverable
 from backend.models import Job, User
+from backend.observability import metrics
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ async def register(
     session: AsyncSession,
     *,
     data: RegistrationIn,
-    channel: str,
+    channel: metrics.Channel,
     sender_address: str,
     smtputf8: bool,
     hasher: PasswordHasher,
@@ -103,56 +104,71 @@ async def register(
     and notices to the address that follow find the budget used.
     """
     try:
-        check_deliverable(str(data.email), smtputf8=smtputf8)
-    except UndeliverableAddress as exc:
-        message = f"We cannot send email to this address: {exc}"
-        raise UndeliverableEmailError({"email": message}) from exc
-    password_hash = await hasher.hash(data.password)
-    holders = await _holders(session, data=data, replace_unverified_after=replace_unverified_after)
-    staying = [holder for holder in holders if not holder.replaceable]
-    taken = _taken_fields(staying)
-
-    async def answer_as_new(owner: uuid.UUID | None) -> Registered:
-        pretended = await notify_owner_instead(
-            session,
-            owner_id=owner,
-            data=data,
-            channel=channel,
-            sender_address=sender_address,
-            mail_limit=mail_limit,
+        try:
+            check_deliverable(str(data.email), smtputf8=smtputf8)
+        except UndeliverableAddress as exc:
+            message = f"We cannot send email to this address: {exc}"
+            raise UndeliverableEmailError({"email": message}) from exc
+        password_hash = await hasher.hash(data.password)
+        holders = await _holders(
+            session, data=data, replace_unverified_after=replace_unverified_after
         )
-        return Registered(user=pretended.user, job_ids=pretended.job_ids)
+        staying = [holder for holder in holders if not holder.replaceable]
+        taken = _taken_fields(staying)
 
-    if enumeration_safe and set(taken) == {"email"}:
-        return await answer_as_new(next(holder.id for holder in staying if holder.email))
-    if taken:
-        raise DuplicateUserError(_told(taken, enumeration_safe=enumeration_safe))
+        async def answer_as_new(owner: uuid.UUID | None) -> Registered:
+            pretended = await notify_owner_instead(
+                session,
+                owner_id=owner,
+                data=data,
+                channel=channel,
+                sender_address=sender_address,
+                mail_limit=mail_limit,
+            )
+            metrics.registration(channel, "owner_notified")
+            return Registered(user=pretended.user, job_ids=pretended.job_ids)
 
-    try:
-        user, jobs = await _create(
-            session,
-            data=data,
-            password_hash=password_hash,
-            channel=channel,
-            sender_address=sender_address,
-            replacing=[holder.id for holder in holders if holder.replaceable],
-            replace_unverified_after=replace_unverified_after,
-        )
-    except DuplicateUserError as exc:
-        if not (enumeration_safe and set(exc.fields) == {"email"}):
-            raise
-        # A racing registration took the address after our check: answered like any
-        # taken address, its owner (now committed) notified.
-        return await answer_as_new(None)
-    # After the commit: the session holds no connection meanwhile.
-    try:
-        await mail_limit.count_sent(address=str(data.email))
-    except Exception:
-        # The account is saved and its email queued: an answer of failure now would
-        # send the user to register again (and meet a 409). An uncounted email is a
-        # smaller harm than a lost user.
-        log.warning("a welcome email could not be counted against its address", exc_info=True)
+        if enumeration_safe and set(taken) == {"email"}:
+            return await answer_as_new(next(holder.id for holder in staying if holder.email))
+        if taken:
+            raise DuplicateUserError(_told(taken, enumeration_safe=enumeration_safe))
+
+        try:
+            user, jobs = await _create(
+                session,
+                data=data,
+                password_hash=password_hash,
+                channel=channel,
+                sender_address=sender_address,
+                replacing=[holder.id for holder in holders if holder.replaceable],
+                replace_unverified_after=replace_unverified_after,
+            )
+        except DuplicateUserError as exc:
+            if not (enumeration_safe and set(exc.fields) == {"email"}):
+                raise
+            # A racing registration took the address after our check: answered like any
+            # taken address, its owner (now committed) notified.
+            return await answer_as_new(None)
+        # After the commit: the session holds no connection meanwhile.
+        try:
+            await mail_limit.count_sent(address=str(data.email))
+        except Exception:
+            # The account is saved and its email queued: an answer of failure now would
+            # send the user to register again (and meet a 409). An uncounted email is a
+            # smaller harm than a lost user.
+            log.warning("a welcome email could not be counted against its address", exc_info=True)
+    except Exception as exc:
+        metrics.registration(channel, _OUTCOMES.get(type(exc), "error"))
+        raise
+    metrics.registration(channel, "created")
     return Registered(user=UserOut.model_validate(user), job_ids=[job.id for job in jobs])
+
+
+_OUTCOMES: dict[type[Exception], metrics.RegistrationOutcome] = {
+    DuplicateUserError: "conflict",
+    UndeliverableEmailError: "undeliverable",
+    HashingOverloaded: "overloaded",
+}
 
 
 async def _create(

@@ -10,6 +10,7 @@ when the email is sent, so an email held back by a relay outage still carries a 
 
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncGenerator, Sequence
 from email.utils import make_msgid
@@ -26,6 +27,7 @@ from backend.mail.faults import Fault
 from backend.mail.render import EmailRenderer
 from backend.mail.sender import MailSender, NotDelivered, OutgoingEmail
 from backend.models import Job, User
+from backend.observability import metrics
 from backend.observability.request_context import scope
 
 log = logging.getLogger(__name__)
@@ -116,6 +118,8 @@ class UserEmailHandler:
             async with contextlib.aclosing(self._sender.deliver(chunk)) as deliveries:
                 async for email, problem in deliveries:
                     job, user, _ = ready[email.message_id]
+                    if problem is None:  # the relay's 250, this moment
+                        metrics.email_delivered(job.kind, time.monotonic() - job.queued_at)
                     yield job, _outcome(job, user, email, problem)
 
     async def on_give_up(self, session: AsyncSession, job: ClaimedJob, error: str) -> None:

@@ -9,6 +9,7 @@ overwrite the outcome recorded by the one that took the job over.
 """
 
 import random
+import time
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,10 @@ class ClaimedJob:
     lease_token: uuid.UUID
     expired: bool  # older than the give-up age when claimed: give it up, don't run it
     last_error: str | None
+    # When it was queued (created, or retried by an operator), on this process's
+    # time.monotonic() clock: its age by the database's clock when claimed, carried over
+    # to ours, so that clocks that disagree do not skew the delivery latency.
+    queued_at: float
     request_id: str | None = None  # of the request that queued it
 
     def log_context(self) -> LogContext:
@@ -69,6 +74,7 @@ SET status = 'running',
 FROM picked
 WHERE jobs.id = picked.id
 RETURNING jobs.id, jobs.kind, jobs.payload, jobs.attempts, jobs.last_error, jobs.request_id,
+          extract(epoch FROM now() - coalesce(jobs.retried_at, jobs.created_at)) AS age,
           coalesce(jobs.retried_at, jobs.created_at) < now() - make_interval(secs => :max_age)
               AS expired
 """
@@ -99,6 +105,7 @@ async def claim(
         only_ids = "AND id = ANY(:ids)"
         params["ids"] = list(ids)
     rows = await session.execute(text(_CLAIM.format(only_ids=only_ids)), params)
+    claimed_at = time.monotonic()
     claimed = [
         ClaimedJob(
             id=row.id,
@@ -109,6 +116,7 @@ async def claim(
             expired=row.expired,
             last_error=row.last_error,
             request_id=row.request_id,
+            queued_at=claimed_at - float(row.age),
         )
         for row in rows
     ]

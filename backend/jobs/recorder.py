@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from backend.jobs import outbox
 from backend.jobs.handlers import Done, Failed, Handler, Held, Outcome, Rows
 from backend.jobs.outbox import ClaimedJob
+from backend.observability import metrics
 from backend.observability.request_context import scope
 
 log = logging.getLogger(__name__)
@@ -86,9 +87,11 @@ class OutcomeRecorder:
         # outcome means the job runs again: a duplicate email, never a lost one. In exchange
         # a delivery's record costs no disk flush, so the duplicate window and the drain
         # stay short.
+        finished: list[tuple[str, metrics.JobOutcome]] = []
         async with self._sessionmaker() as session, session.begin():
             done = [item for item in group if isinstance(item.outcome, Done)]
             ours = await outbox.mark_succeeded(session, [item.job for item in done])
+            finished += [(item.job.kind, "succeeded") for item in done if item.job.id in ours]
             rows_by_type: dict[type[Rows], list[Rows]] = {}
             for item in done:
                 assert isinstance(item.outcome, Done)
@@ -105,11 +108,17 @@ class OutcomeRecorder:
                 elif isinstance(item.outcome, Failed):
                     # The retry and give-up lines are the job's own.
                     with scope(item.job.log_context()):
-                        await self._failed(session, item.job, item.outcome, item.handler)
+                        failed = await self._failed(session, item.job, item.outcome, item.handler)
+                    if failed is not None:
+                        finished.append((item.job.kind, failed))
+        # Counted once committed: an outcome rolled back is run, and counted, again.
+        for kind, outcome in finished:
+            metrics.job_finished(kind, outcome)
 
     async def _failed(
         self, session: AsyncSession, job: ClaimedJob, outcome: Failed, handler: Handler | None
-    ) -> None:
+    ) -> metrics.JobOutcome | None:
+        """Retried or parked; None when the lease was lost (the job is someone else's)."""
         if not (outcome.permanent or job.expired):
             delay = self._retry_delay(job.attempts)
             if await outbox.mark_for_retry(session, job, error=outcome.error, delay_seconds=delay):
@@ -117,19 +126,21 @@ class OutcomeRecorder:
                     "job %s (%s) attempt %d failed, retry in %.1fs: %s",
                     *(job.id, job.kind, job.attempts, delay, outcome.error),
                 )
-            return
-        await self.give_up(session, job, outcome.error, handler)
+                return "retried"
+            return None
+        return "failed" if await self.give_up(session, job, outcome.error, handler) else None
 
     async def give_up(
         self, session: AsyncSession, job: ClaimedJob, error: str, handler: Handler | None
-    ) -> None:
+    ) -> bool:
+        """Park the job for good; False when the lease was lost."""
         if job.expired and not error.startswith("gave up"):
             error = f"gave up after {self._max_age_hours:g} hours in the queue; last error: {error}"
         if not await outbox.mark_failed(session, job, error=error):
-            return
+            return False
         log.error("job %s (%s) failed for good: %s", job.id, job.kind, error)
         if handler is None:
-            return
+            return True
         try:
             # A savepoint: a give-up hook that raises must not undo the parking (the job
             # would be claimed and given up again, forever).
@@ -137,3 +148,4 @@ class OutcomeRecorder:
                 await handler.on_give_up(session, job, error)
         except Exception:
             log.exception("the give-up hook of job %s (%s) raised", job.id, job.kind)
+        return True

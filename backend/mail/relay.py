@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.mail.faults import Fault, classify, describe
 from backend.models import RelayStatus
+from backend.observability import metrics
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class RelayMonitor:
         self._watch: asyncio.Task[None] | None = None
         self._writes: set[asyncio.Task[None]] = set()
         self._on_available: list[Callable[[], None]] = []
+        metrics.relay_state(self.state.value, (state.value for state in RelayState))
 
     def on_available(self, callback: Callable[[], None]) -> None:
         self._on_available.append(callback)
@@ -107,7 +109,9 @@ class RelayMonitor:
                 await self._probe()
             except Exception as exc:
                 # Still down, or now refusing us instead (a throttle answer still means down).
-                state = _STATE_OF.get(classify(exc), RelayState.UNAVAILABLE)
+                fault = classify(exc)
+                metrics.smtp_failure(fault.name.lower(), "probe")
+                state = _STATE_OF.get(fault, RelayState.UNAVAILABLE)
                 self.last_error = describe(exc)
                 if state not in (self.state, RelayState.THROTTLED):
                     self._change(state, self.last_error)
@@ -118,6 +122,7 @@ class RelayMonitor:
     def _change(self, state: RelayState, error: str | None) -> None:
         was, down_for = self.state, time.time() - self.since
         self.state, self.since = state, time.time()
+        metrics.relay_state(state.value, (state.value for state in RelayState))
         if state is RelayState.AVAILABLE:
             log.warning(
                 "mail relay %s is available again after %.1fs %s",

@@ -30,6 +30,7 @@ from backend.mail.faults import Fault, classify, describe
 from backend.mail.pace import SendPace
 from backend.mail.relay import RelayMonitor
 from backend.mail.render import RenderedEmail
+from backend.observability import metrics
 from backend.observability.request_context import LogContext, scope
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ class MailSender:
             TIMEOUT=smtp.timeout_seconds,
         )
         self._fastmail = FastMail(self._config)
+        metrics.smtp_faults(fault.name.lower() for fault in Fault)
         self._envelope_sender = smtp_address(smtp.sender)
         self._pool = ConnectionPool(self._config, idle_seconds=smtp.idle_seconds)
         self._pace = SendPace(smtp.send_rate)
@@ -156,6 +158,7 @@ class MailSender:
             except Exception as exc:
                 connection_failures += 1
                 fault = classify(exc)
+                metrics.smtp_failure(fault.name.lower(), "send")
                 if fault is Fault.RELAY_UNAVAILABLE and connection_failures < 2:
                     continue
                 # Failing to connect is never the message's fault.
@@ -176,6 +179,7 @@ class MailSender:
                         yield email, None
                         continue
                     fault = classify(error)
+                    metrics.smtp_failure(fault.name.lower(), "send")
                     if fault is Fault.RELAY_UNAVAILABLE and connection_failures == 0:
                         connection_failures += 1
                         break  # reconnect once before calling the relay down

@@ -1,0 +1,1 @@
+"""Seeing the app at work: metrics, logs, request ids."""

@@ -6,6 +6,7 @@ from fastapi.responses import JSONResponse
 from backend.accounts.resend import request_verification_email
 from backend.accounts.schemas import RegistrationIn, ResendAccepted, ResendIn, UserOut
 from backend.accounts.service import DuplicateUserError, RegistrationRefused, register
+from backend.observability import metrics
 from backend.web.deps import ContextDep, RegisterLimitDep, ResendLimitDep, SessionDep
 from backend.web.responses import API_ERRORS, FieldError, FieldErrors
 
@@ -52,6 +53,7 @@ async def register_user(
     request: Request,
 ) -> UserOut | JSONResponse:
     if (retry_after := await register_limit.retry_after(request)) is not None:
+        metrics.registration("api", "rate_limited")
         return JSONResponse(
             {"detail": "Too many registration attempts. Please wait and try again."},
             status_code=status.HTTP_429_TOO_MANY_REQUESTS,

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from backend.accounts.schemas import RegistrationIn
 from backend.accounts.service import DuplicateUserError, RegistrationRefused, register
+from backend.observability import metrics
 from backend.web.deps import ContextDep, RegisterLimitDep, SessionDep, get_csrf, templates
 from backend.web.errors import field_messages
 from backend.web.security_headers import NO_STORE
@@ -74,6 +75,7 @@ async def register_submit(
     # The password is never echoed back into the form.
     values = {"username": username, "email": email}
     if not get_csrf(context).is_valid(request, csrf_token):
+        metrics.registration("form", "csrf_refused")
         return _form_page(
             request,
             context,
@@ -82,6 +84,7 @@ async def register_submit(
             form_error="This form expired or did not come from this site. Please submit it again.",
         )
     if (retry_after := await register_limit.retry_after(request)) is not None:
+        metrics.registration("form", "rate_limited")
         response = _form_page(
             request,
             context,
@@ -94,6 +97,7 @@ async def register_submit(
     try:
         data = RegistrationIn(username=username, email=email, password=password)
     except ValidationError as exc:
+        metrics.registration("form", "invalid")
         return _form_page(
             request,
             context,

@@ -1,7 +1,9 @@
 """The app as a real `uvicorn` process, configured through the environment like in production."""
 
 import contextlib
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -147,3 +149,23 @@ class AppProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# With pid_log_config: the pid of the worker that served each registration.
+ACCESS_BY_PID = re.compile(r"^(\d+) INFO uvicorn.access: .*POST /api/register", re.M)
+
+
+def pid_log_config(path: Path) -> Path:
+    """uvicorn's log lines prefixed with the worker's pid, to see who served what."""
+    line = {"format": "%(process)d %(levelname)s %(name)s: %(message)s"}
+    handler = {"class": "logging.StreamHandler", "formatter": "pid", "stream": "ext://sys.stdout"}
+    logger = {"handlers": ["out"], "level": "INFO", "propagate": False}
+    config = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"pid": line},
+        "handlers": {"out": handler},
+        "loggers": {"uvicorn": logger, "uvicorn.access": logger},
+    }
+    path.write_text(json.dumps(config))
+    return path
