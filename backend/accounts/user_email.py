@@ -149,6 +149,7 @@ class UserEmailHandler:
             message_id=str(job.payload["message_id"]),
             content=content,
             log_context=job.log_context(),
+            trace=job.trace(),
         )
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.models import Job
+from backend.observability import tracing
 from backend.observability.request_context import LogContext, current_request_id
 
 
@@ -31,16 +32,29 @@ class ClaimedJob:
     expired: bool  # older than the give-up age when claimed: give it up, don't run it
     last_error: str | None
     request_id: str | None = None  # of the request that queued it
+    trace_context: str | None = None  # W3C traceparent of that request's span
 
     def log_context(self) -> LogContext:
         """Who this job's log lines are about (see `observability.request_context`)."""
         return LogContext(request_id=self.request_id, job_id=self.id, job_kind=self.kind)
 
+    def trace(self) -> tracing.JobTrace | None:
+        """What this job's span needs, while traces are on (None, and nothing made, when off)."""
+        if tracing.active is None:
+            return None
+        return tracing.JobTrace(self.id, self.kind, self.attempts, self.trace_context)
+
 
 def enqueue(session: AsyncSession, *, kind: str, payload: dict[str, Any]) -> Job:
     """Add a job to the session's transaction; it commits (or not) with the caller's work.
-    It keeps the current request's id (none outside a request), for its log lines."""
-    job = Job(kind=kind, payload=payload, request_id=current_request_id())
+    It keeps the current request's id (none outside a request), for its log lines, and the
+    current span's trace context (when traces are on), for its span."""
+    job = Job(
+        kind=kind,
+        payload=payload,
+        request_id=current_request_id(),
+        trace_context=tracing.current_traceparent(),
+    )
     session.add(job)
     return job
 
@@ -69,6 +83,7 @@ SET status = 'running',
 FROM picked
 WHERE jobs.id = picked.id
 RETURNING jobs.id, jobs.kind, jobs.payload, jobs.attempts, jobs.last_error, jobs.request_id,
+          jobs.trace_context,
           coalesce(jobs.retried_at, jobs.created_at) < now() - make_interval(secs => :max_age)
               AS expired
 """
@@ -109,6 +124,7 @@ async def claim(
             expired=row.expired,
             last_error=row.last_error,
             request_id=row.request_id,
+            trace_context=row.trace_context,
         )
         for row in rows
     ]
