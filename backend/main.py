@@ -5,6 +5,7 @@ tools) must not read the process's settings, which outside development refuse to
 without a real SECRET_KEY.
 """
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,7 +25,7 @@ from starlette.types import ASGIApp
 from backend.accounts.passwords import HashingOverloaded
 from backend.context import AppContext
 from backend.log_config import configure_logging
-from backend.observability import metrics
+from backend.observability import metrics, tracing
 from backend.ratelimits import RateLimitStorageUnavailable
 from backend.settings import Settings, get_settings, settings_or_exit
 from backend.web import api, health, metrics_route, ops, pages, verification_pages
@@ -32,6 +33,7 @@ from backend.web.deps import templates
 from backend.web.docs import docs_router
 from backend.web.request_id import RequestIdMiddleware
 from backend.web.security_headers import SecurityHeaders
+from backend.web.tracing import TracingMiddleware
 
 STATIC_DIR = Path(__file__).resolve().parent / "web" / "static"
 
@@ -42,7 +44,8 @@ class App(FastAPI):
     def build_middleware_stack(self) -> ASGIApp:
         # Around Starlette's error middleware, which `add_middleware` cannot reach: its
         # 500 for an error raised in a handler carries X-Request-ID like any response.
-        return RequestIdMiddleware(super().build_middleware_stack())
+        # The request's span (when traces are on) covers the same, and carries the id.
+        return RequestIdMiddleware(TracingMiddleware(super().build_middleware_stack()))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -51,6 +54,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Before any work, so that recovered jobs are traced too; nothing without the
+        # OTel packages and OTEL_EXPORTER_OTLP_ENDPOINT.
+        tracing.start()
         context = AppContext.build(settings)
         app.state.context = context
         if settings.job_worker_enabled:
@@ -60,6 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await context.close()
+            # Last, so the spans of the jobs finished while closing are sent too.
+            await asyncio.to_thread(tracing.stop)
 
     docs = settings.api_docs
     app = App(

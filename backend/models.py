@@ -89,6 +89,9 @@ class Job(Base):
     # The X-Request-ID of the request that queued it (none for work queued elsewhere): its
     # log lines carry it, so a registration can be followed from the POST to the SMTP 250.
     request_id: Mapped[str | None] = mapped_column(Text)
+    # The W3C traceparent of the request's span, when traces are on: the job's span
+    # continues that trace (`observability.tracing`).
+    trace_context: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         CheckConstraint(

@@ -33,6 +33,7 @@ from backend.accounts.user_email import user_email_payload
 from backend.audit.job_kind import KIND as AUDIT_KIND
 from backend.audit.job_kind import audit_payload
 from backend.models import Job, User
+from backend.observability import tracing
 from backend.observability.request_context import current_request_id
 
 KIND = "email.verification"
@@ -98,13 +99,15 @@ def _job_for(target: CTE, kind: str, payload: dict[str, object], name: str) -> C
     with_user = literal(payload, JSONB).op("||", return_type=JSONB)(
         func.jsonb_build_object("user_id", cast(target.c.id, Text))
     )
-    # The request's id, as `jobs.outbox.enqueue` stores it, for the job's log lines.
+    # The request's id and span, as `jobs.outbox.enqueue` stores them, for the job's log
+    # lines and its span.
     request_id = literal(current_request_id(), Text)
+    trace_context = literal(tracing.current_traceparent(), Text)
     return (
         insert(_jobs)
         .from_select(
-            ["kind", "payload", "request_id"],
-            select(literal(kind, String), with_user, request_id),
+            ["kind", "payload", "request_id", "trace_context"],
+            select(literal(kind, String), with_user, request_id, trace_context),
         )
         .returning(_jobs.c.id)
         .cte(name)

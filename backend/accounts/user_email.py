@@ -155,6 +155,7 @@ class UserEmailHandler:
             message_id=str(job.payload["message_id"]),
             content=content,
             log_context=job.log_context(),
+            trace=job.trace(),
         )
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.models import Job
+from backend.observability import tracing
 from backend.observability.request_context import LogContext, current_request_id
 
 
@@ -36,16 +37,29 @@ class ClaimedJob:
     # to ours, so that clocks that disagree do not skew the delivery latency.
     queued_at: float
     request_id: str | None = None  # of the request that queued it
+    trace_context: str | None = None  # W3C traceparent of that request's span
 
     def log_context(self) -> LogContext:
         """Who this job's log lines are about (see `observability.request_context`)."""
         return LogContext(request_id=self.request_id, job_id=self.id, job_kind=self.kind)
 
+    def trace(self) -> tracing.JobTrace | None:
+        """What this job's span needs, while traces are on (None, and nothing made, when off)."""
+        if tracing.active is None:
+            return None
+        return tracing.JobTrace(self.id, self.kind, self.attempts, self.trace_context)
+
 
 def enqueue(session: AsyncSession, *, kind: str, payload: dict[str, Any]) -> Job:
     """Add a job to the session's transaction; it commits (or not) with the caller's work.
-    It keeps the current request's id (none outside a request), for its log lines."""
-    job = Job(kind=kind, payload=payload, request_id=current_request_id())
+    It keeps the current request's id (none outside a request), for its log lines, and the
+    current span's trace context (when traces are on), for its span."""
+    job = Job(
+        kind=kind,
+        payload=payload,
+        request_id=current_request_id(),
+        trace_context=tracing.current_traceparent(),
+    )
     session.add(job)
     return job
 
@@ -74,6 +88,7 @@ SET status = 'running',
 FROM picked
 WHERE jobs.id = picked.id
 RETURNING jobs.id, jobs.kind, jobs.payload, jobs.attempts, jobs.last_error, jobs.request_id,
+          jobs.trace_context,
           extract(epoch FROM now() - coalesce(jobs.retried_at, jobs.created_at)) AS age,
           coalesce(jobs.retried_at, jobs.created_at) < now() - make_interval(secs => :max_age)
               AS expired
@@ -117,6 +132,7 @@ async def claim(
             last_error=row.last_error,
             request_id=row.request_id,
             queued_at=claimed_at - float(row.age),
+            trace_context=row.trace_context,
         )
         for row in rows
     ]

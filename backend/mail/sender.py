@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from email.message import Message
+from typing import TYPE_CHECKING
 
 import aiosmtplib
 from fastapi_mail import ConnectionConfig, FastMail, MessageSchema, MessageType
@@ -30,8 +31,11 @@ from backend.mail.faults import Fault, classify, describe
 from backend.mail.pace import SendPace
 from backend.mail.relay import RelayMonitor
 from backend.mail.render import RenderedEmail
-from backend.observability import metrics
+from backend.observability import metrics, tracing
 from backend.observability.request_context import LogContext, scope
+
+if TYPE_CHECKING:
+    from backend.observability.otel import Spans
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +50,8 @@ class OutgoingEmail:
     content: RenderedEmail
     # Bound while this message is sent: its lines carry its job and the job's request.
     log_context: LogContext | None = None
+    # With traces on: the job's span (covering the send) and its parent, the request's.
+    trace: tracing.JobTrace | None = None
 
 
 @dataclass(frozen=True)
@@ -217,19 +223,34 @@ class MailSender:
 
     async def _send_one(self, smtp: aiosmtplib.SMTP, email: OutgoingEmail) -> BaseException | None:
         with scope(email.log_context):
-            try:
-                # The envelope is known: aiosmtplib need not parse it back out of the headers.
-                _, reply = await smtp.send_message(
-                    await self.build(email),
-                    sender=self._envelope_sender,
-                    recipients=[smtp_address(email.to)],
-                )
-            except Exception as exc:
-                return exc
-            # aiosmtplib raises unless the DATA reply is 250, and returns its text (the
-            # relay's queue id, usually): the line that says where the email went.
-            log.info("delivered %s to the relay: 250 %s", email.message_id, reply)
-            return None
+            spans = tracing.active  # checked once per message: None while traces are off
+            if spans is None or email.trace is None:
+                return await self._send(smtp, email, None)
+            with spans.job(email.trace) as job_span:
+                error = await self._send(smtp, email, spans)
+                spans.job_outcome(job_span, "delivered" if error is None else classify(error).value)
+                return error
+
+    async def _send(
+        self, smtp: aiosmtplib.SMTP, email: OutgoingEmail, spans: "Spans | None"
+    ) -> BaseException | None:
+        try:
+            message = await self.build(email)
+            # The envelope is known: aiosmtplib need not parse it back out of the headers.
+            sending = smtp.send_message(
+                message, sender=self._envelope_sender, recipients=[smtp_address(email.to)]
+            )
+            if spans is None:
+                _, reply = await sending
+            else:
+                with spans.smtp_send(server=self._smtp.server, port=self._smtp.port):
+                    _, reply = await sending
+        except Exception as exc:
+            return exc
+        # aiosmtplib raises unless the DATA reply is 250, and returns its text (the
+        # relay's queue id, usually): the line that says where the email went.
+        log.info("delivered %s to the relay: 250 %s", email.message_id, reply)
+        return None
 
     def _held_reason(self) -> str:
         return f"held: mail relay {self.relay.state.value}: {self.relay.last_error}"
