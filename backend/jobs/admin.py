@@ -6,6 +6,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.jobs.outbox import notify_on_commit
 from backend.models import JOB_STATUSES, Job
 
 
@@ -60,4 +61,7 @@ async def retry(
         query = query.where(Job.kind == kind)
     if since is not None:
         query = query.where(Job.created_at >= since)
-    return list(await session.scalars(query))
+    retried = list(await session.scalars(query))
+    if retried:
+        notify_on_commit(session)  # running apps take them at once, not at their next poll
+    return retried
