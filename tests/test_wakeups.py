@@ -145,9 +145,11 @@ async def test_work_committed_in_one_process_starts_in_another_at_once(
     # polls only every 30 s: only the notification can start them sooner.
     with AppProcess(settings.model_copy(update=NO_POLL)):
         await _listening(engine)
-        await asyncio.sleep(0.5)  # its start-up looks are over: it sits idle
+        # One job first: what a process does once (its recorder connects) is not timed.
+        await _commit_audit_job(sessions, 0)
+        await _finished(engine, 0)
         delays = []
-        for n in range(5):
+        for n in range(1, 6):
             committing = await _commit_audit_job(sessions, n)
             delays.append((await _finished(engine, n) - committing).total_seconds())
             await asyncio.sleep(0.2)
@@ -159,6 +161,7 @@ async def test_work_committed_in_one_process_starts_in_another_at_once(
             "WHERE status = 'succeeded' AND payload->>'user_id' IS NOT NULL",
             lambda found: found[0]["done"] == 2,
         )
+    # Done (claimed, run and recorded), not only started, within the bound.
     assert max(delays) < WITHIN_SECONDS, delays
     # From its transaction's start to both jobs done, the email sent: not the 30 s poll.
     assert registration["took"].total_seconds() < 1
