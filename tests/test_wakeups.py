@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from backend.accounts.resend import request_verification_email
 from backend.audit.job_kind import enqueue_audit
 from backend.db import LISTENER_APPLICATION_NAME
 from backend.jobs import admin
@@ -19,7 +20,7 @@ from backend.jobs.outbox import CHANNEL
 from backend.settings import Settings
 from tests.conftest import app_client
 from tests.durability import queue_registrations, wait_until
-from tests.helpers import rows
+from tests.helpers import mail_limit, rows
 from tests.support.database import asyncpg_dsn
 from tests.support.server import AppProcess
 
@@ -117,6 +118,27 @@ async def test_a_commit_notifies_once_and_a_rollback_not_at_all(
 
     await queue_registrations(engine, settings, 1)
     assert await _drained(notifications) == [""]
+
+
+async def test_a_resend_notifies_only_when_it_queues(
+    settings: Settings,
+    engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    notifications: asyncio.Queue[str],
+) -> None:
+    await queue_registrations(engine, settings, 1)
+    await _drained(notifications)
+    for email, queued in [("nobody@example.com", False), ("user0000@example.com", True)]:
+        async with sessions() as session:
+            requested = await request_verification_email(
+                session,
+                email=email,
+                channel="api",
+                sender_address=settings.mail_from,
+                mail_limit=mail_limit(engine, settings),
+            )
+        assert bool(requested.job_ids) is queued
+        assert await _drained(notifications) == ([""] if queued else [])
 
 
 async def test_an_operator_retry_notifies(

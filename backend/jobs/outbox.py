@@ -51,9 +51,9 @@ def enqueue(session: AsyncSession, *, kind: str, payload: dict[str, Any]) -> Job
 def notify_on_commit(session: AsyncSession) -> None:
     """Wake the workers of every process when the session's transaction commits.
 
-    One `NOTIFY` just before the COMMIT, however many times this was called (one round
-    trip, measured at about half a millisecond: see bench/RESULTS.md). Postgres delivers
-    it only on commit, so a rolled-back transaction wakes nobody."""
+    One `NOTIFY` just before the COMMIT, however many times this was called: one round
+    trip, well under a millisecond (bench/RESULTS.md, "Wake-ups"). Postgres delivers it
+    only on commit, so a rolled-back transaction wakes nobody."""
     session.sync_session.info[_NOTIFY] = True
 
 
@@ -71,7 +71,7 @@ def _notify_before_commit(session: Session) -> None:
 
 
 @event.listens_for(Session, "after_transaction_end")
-def _forget_on_rollback(session: Session, transaction: SessionTransaction) -> None:
+def _forget_when_over(session: Session, transaction: SessionTransaction) -> None:
     if transaction.parent is None:  # the whole transaction, not a savepoint, is over
         session.info.pop(_NOTIFY, None)
 
