@@ -16,12 +16,14 @@ from backend.audit.job_kind import AuditHandler
 from backend.db import (
     create_engine,
     create_health_engine,
+    create_listener_engine,
     create_recorder_engine,
     create_sessionmaker,
 )
 from backend.jobs.handlers import Handler
 from backend.jobs.runner import JobRunner, RunnerConfig
 from backend.jobs.stats import QueueStats
+from backend.jobs.wakeups import WakeupListener
 from backend.mail.render import EmailRenderer
 from backend.mail.sender import MailSender, SmtpSettings
 from backend.ratelimits import Counter, Limiter, build_counter
@@ -97,10 +99,14 @@ class AppContext:
             AUDIT_KIND: AuditHandler(),
         }
         recorder_engine = create_recorder_engine(settings.database_url)
+        wakeups = None
+        if settings.job_notify and settings.job_worker_enabled:
+            wakeups = WakeupListener(create_listener_engine(settings.database_url))
         runner = JobRunner(
             sessionmaker=sessionmaker,
             record_sessionmaker=create_sessionmaker(recorder_engine),
             handlers=handlers,
+            wakeups=wakeups,
             config=RunnerConfig(
                 lease_seconds=settings.job_lease_seconds,
                 poll_seconds=settings.job_poll_seconds,

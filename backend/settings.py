@@ -129,6 +129,9 @@ class Settings(DatabaseSettings):
     # Succeeded jobs are deleted after this; failed ones are kept (the audit log is the record).
     job_retention_days: float = 14.0
     job_worker_enabled: bool = True
+    # LISTEN for work committed by any process and start it at once, the poll only the
+    # fallback. Off where LISTEN cannot work: behind PgBouncer in transaction mode.
+    job_notify: bool = True
 
     @property
     def cookies_secure(self) -> bool:

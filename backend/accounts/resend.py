@@ -32,6 +32,7 @@ from backend.accounts.mail_limit import MailLimit
 from backend.accounts.user_email import user_email_payload
 from backend.audit.job_kind import KIND as AUDIT_KIND
 from backend.audit.job_kind import audit_payload
+from backend.jobs.outbox import wake_workers
 from backend.models import Job, User
 from backend.observability import tracing
 from backend.observability.request_context import current_request_id
@@ -86,11 +87,15 @@ async def request_verification_email(
     )
     audit_job = _job_for(target, AUDIT_KIND, audit, "audit_job")
     both = email_job.join(audit_job, true())  # one row of each, or none of either
+    # The wake-up rides on the same statement: no round trip more, so no time that tells
+    # a queued email from none (and no notification when nothing was queued).
     queued = (
-        await session.execute(select(email_job.c.id, audit_job.c.id).select_from(both))
+        await session.execute(
+            select(email_job.c.id, audit_job.c.id, wake_workers()).select_from(both)
+        )
     ).one_or_none()
     await session.commit()
-    return ResendRequested(job_ids=tuple(queued) if queued else ())
+    return ResendRequested(job_ids=(queued[0], queued[1]) if queued else ())
 
 
 def _job_for(target: CTE, kind: str, payload: dict[str, object], name: str) -> CTE:

@@ -13,6 +13,7 @@ from sqlalchemy import ColumnElement, Update, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.audit.service import AuditEntry, record_many
+from backend.jobs.outbox import notify_on_commit
 from backend.models import JOB_STATUSES, Job
 
 # A running job belongs to its worker (its lease): it can be neither retried nor cancelled.
@@ -89,7 +90,7 @@ async def retry(
         retried_at=func.now(),
         finished_at=None,
     )
-    return await _act(
+    retried = await _act(
         session,
         query,
         action="job.retried",
@@ -98,6 +99,9 @@ async def retry(
         selection={"job_id": job_id, "statuses": statuses, "kind": kind, "since": since},
         through_id=through_id,
     )
+    if retried:
+        notify_on_commit(session)  # running apps take them at once, not at their next poll
+    return retried
 
 
 async def cancel(

@@ -22,6 +22,7 @@ from backend.jobs import outbox
 from backend.jobs.handlers import Failed, Handler
 from backend.jobs.outbox import ClaimedJob
 from backend.jobs.recorder import OutcomeRecorder
+from backend.jobs.wakeups import WakeupListener
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class JobRunner:
         handlers: Mapping[str, Handler],
         config: RunnerConfig,
         record_sessionmaker: async_sessionmaker[AsyncSession] | None = None,
+        wakeups: WakeupListener | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._handlers = dict(handlers)
@@ -65,6 +67,7 @@ class JobRunner:
         self._poller: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
+        self._wakeups = wakeups
 
     # -- entry points -------------------------------------------------------------------
 
@@ -79,7 +82,8 @@ class JobRunner:
             self._track(self._logged(self._claim_and_run(ids=job_ids), job_ids))
 
     def wake(self) -> None:
-        """Look for due work now rather than at the next poll (a handler became ready)."""
+        """Look for due work now rather than at the next poll (a handler became ready, or
+        another process committed work). Wake-ups while a look is under way make one more."""
         self._wake.set()
 
     async def wait_idle(self) -> None:
@@ -107,13 +111,18 @@ class JobRunner:
         return sum(await asyncio.gather(*(one_lane() for _ in range(self._config.concurrency))))
 
     def start(self) -> None:
-        """Start the recovery loop: at once (work left by a stopped server), then on a timer."""
+        """Start the recovery loop: at once (work left by a stopped server), then on a timer
+        or a wake-up (work committed by any process, when there is a listener)."""
         self._poller = asyncio.create_task(self._poll_forever(), name="job-poller")
+        if self._wakeups is not None:
+            self._wakeups.start(self.wake)
 
     async def stop(self) -> None:
         """Graceful shutdown: no new claims; running jobs get a grace period, then are
         interrupted: what they delivered is recorded, the rest released for the next start."""
         self._stopping.set()
+        if self._wakeups is not None:
+            await self._wakeups.stop()
         if self._poller is not None:
             self._poller.cancel()
             await asyncio.gather(self._poller, return_exceptions=True)
