@@ -25,6 +25,7 @@ class SmtpProxy:
         self._resumed = asyncio.Event()
         self._resumed.set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
         self.connections = 0
         self.port = 0  # chosen by the system at the first `up()`, then kept
 
@@ -36,6 +37,7 @@ class SmtpProxy:
     def __exit__(self, *exc: object) -> None:
         self.down()
         self._call(self._cancel_all())
+        self._call(self._closed())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
         self._loop.close()
@@ -79,14 +81,32 @@ class SmtpProxy:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    async def _closed(self) -> None:
+        """Wait until every socket closed so far is closed for good. A transport is only
+        closing until its loop runs once more: stopped before that, the loop would leave
+        them for the garbage collector, which warns (`unclosed transport`) in whichever
+        test happens to be running, or at the end of the session."""
+        for writer in list(self._writers):
+            writer.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(
+                asyncio.gather(
+                    *(writer.wait_closed() for writer in self._writers), return_exceptions=True
+                ),
+                timeout=5,
+            )
+        self._writers.clear()
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        self._writers.add(writer)
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
         try:
             await self._resumed.wait()
             up_reader, up_writer = await asyncio.open_connection(*self._upstream)
+            self._writers.add(up_writer)
             await asyncio.gather(
                 _pipe(reader, up_writer, self._delay), _pipe(up_reader, writer, self._delay)
             )
