@@ -25,6 +25,7 @@ from fastapi_mail.schemas import MultipartSubtypeEnum
 from pydantic import NameEmail
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from backend.mail import wire
 from backend.mail.addresses import smtp_address
 from backend.mail.connections import ConnectionPool, quit_quietly
 from backend.mail.faults import Fault, classify, describe
@@ -236,15 +237,15 @@ class MailSender:
     ) -> BaseException | None:
         try:
             message = await self.build(email)
-            # The envelope is known: aiosmtplib need not parse it back out of the headers.
-            sending = smtp.send_message(
-                message, sender=self._envelope_sender, recipients=[smtp_address(email.to)]
+            # The envelope is known: it need not be parsed back out of the headers.
+            sending = wire.send(
+                smtp, message, sender=self._envelope_sender, recipient=smtp_address(email.to)
             )
             if spans is None:
-                _, reply = await sending
+                reply = await sending
             else:
                 with spans.smtp_send(server=self._smtp.server, port=self._smtp.port):
-                    _, reply = await sending
+                    reply = await sending
         except Exception as exc:
             return exc
         # aiosmtplib raises unless the DATA reply is 250, and returns its text (the
