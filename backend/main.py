@@ -6,6 +6,7 @@ without a real SECRET_KEY.
 """
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tracing.start()
         context = AppContext.build(settings)
         app.state.context = context
+        _freeze_startup_objects()
         if settings.job_worker_enabled:
             # Recovery first thing: work a stopped server left unfinished runs now.
             context.runner.start()
@@ -104,6 +106,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(HashingOverloaded, _overloaded)
     app.add_exception_handler(RateLimitStorageUnavailable, _limits_unavailable)
     return app
+
+
+_startup_frozen = False
+
+
+def _freeze_startup_objects() -> None:
+    """What exists once the app has started (modules, routes, templates, settings) lives
+    as long as the process: frozen, the collector's full passes no longer walk it.
+    Unfrozen, a full pass took 50-90 ms under load (measured), stalling every request at
+    once. Once per process: frozen objects are never collected, and a process that makes
+    many apps (the tests) would keep every one of them."""
+    global _startup_frozen
+    if not _startup_frozen:
+        _startup_frozen = True
+        gc.collect()
+        gc.freeze()
 
 
 async def _validation_failed(request: Request, exc: Exception) -> Response:
