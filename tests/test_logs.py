@@ -105,7 +105,7 @@ async def test_retries_and_give_ups_carry_the_request_id(
         )
     [retry] = about(lines, "req-busy", "attempt 1 failed")
     assert retry["level"] == "WARNING" and retry["job_kind"] == "email.welcome"
-    assert "450, '4.2.1 Mailbox busy'" in retry["message"]
+    assert "SMTPRecipientsRefused: 450 4.2.1 Mailbox busy" in retry["message"]
     [gave_up] = about(lines, "req-gone", "failed for good")
     assert gave_up["level"] == "ERROR" and gave_up["job_kind"] == "email.welcome"
     assert delivered(lines, "req-busy")[0]["job_id"] == retry["job_id"]

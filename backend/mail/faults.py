@@ -49,10 +49,24 @@ def unwrap(exc: BaseException) -> BaseException:
     return exc
 
 
+# The local part of an address: what names the person. A relay quotes the recipient in
+# its refusal ("550 5.1.1 <ada@example.com>: Recipient address rejected"), and aiosmtplib
+# names it again; the domain stays, since it is what an operator groups failures by.
+_LOCAL_PART = re.compile(r"""[^\s<>()\[\],;:"'@]+@(?=[^\s<>()\[\],;:"'@])""")
+
+
 def describe(exc: BaseException) -> str:
-    """One line for logs and `last_error`: the real cause, not fastapi-mail's wrapper."""
+    """One line for logs, `last_error` and the ops page: the real cause, not
+    fastapi-mail's wrapper, and no address's local part. The job or the relay it is
+    stored with says whose email it was, to those allowed to look."""
     exc = unwrap(exc)
-    return f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        text = "; ".join(f"{refusal.code} {refusal.message}" for refusal in exc.recipients)
+    elif isinstance(exc, aiosmtplib.SMTPResponseException):
+        text = f"{exc.code} {exc.message}"  # the reply as the relay wrote it
+    else:
+        text = str(exc)
+    return f"{type(exc).__name__}: {_LOCAL_PART.sub('***@', text)}"
 
 
 def classify(exc: BaseException) -> Fault:
