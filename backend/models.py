@@ -98,8 +98,21 @@ class Job(Base):
             "status IN ('pending', 'running', 'succeeded', 'failed', 'cancelled')",
             name="status_known",
         ),
-        # The two ways a job becomes claimable: due, or its lease ran out.
-        Index("ix_jobs_due", "run_after", postgresql_where=text("status = 'pending'")),
+        # The three ways a job becomes claimable (`jobs.claims`): due, kind by kind (a
+        # held kind's backlog is never read); too old to wait for its kind any longer;
+        # its lease ran out.
+        Index(
+            "ix_jobs_due_by_kind",
+            "kind",
+            "run_after",
+            "id",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index(
+            "ix_jobs_pending_age",
+            func.coalesce(retried_at, created_at),
+            postgresql_where=text("status = 'pending'"),
+        ),
         Index("ix_jobs_lease", "leased_until", postgresql_where=text("status = 'running'")),
         # For /metrics: parked jobs by kind, without reading the succeeded ones.
         Index("ix_jobs_failed", "kind", postgresql_where=text("status = 'failed'")),

@@ -16,6 +16,7 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -53,13 +54,29 @@ def do_run_migrations(connection: Connection) -> None:
         context.run_migrations()
 
 
+_LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout ran out
+
+
 async def take_migration_lock(connection: AsyncConnection) -> None:
     """Wait for our turn. A session-level lock: it outlives the transactions Alembic
-    commits, and Postgres drops it when the session ends, so a crash never wedges a deploy."""
+    commits, and Postgres drops it when the session ends, so a crash never wedges a deploy.
+
+    The wait is taken in short turns (`lock_timeout`), each its own transaction: a
+    migration that builds an index CONCURRENTLY waits for every transaction older than
+    it, and a waiter's one long transaction would then be a deadlock (seen in
+    tests/test_migrations.py)."""
     lock = {"id": MIGRATION_LOCK_ID}
     if not await connection.scalar(text("SELECT pg_try_advisory_lock(:id)"), lock):
         log.info("Another process is migrating this database; waiting for it to finish.")
-        await connection.execute(text("SELECT pg_advisory_lock(:id)"), lock)
+        while True:
+            await connection.rollback()
+            await connection.execute(text("SET LOCAL lock_timeout = '200ms'"))
+            try:
+                await connection.execute(text("SELECT pg_advisory_lock(:id)"), lock)
+                break
+            except DBAPIError as exc:
+                if getattr(exc.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
+                    raise
     # End the implicit transaction, so that Alembic begins and commits its own.
     await connection.commit()
 

@@ -1,4 +1,5 @@
-"""The jobs table as a queue: record, claim, heartbeat, finish, retry, hold, release.
+"""The jobs table as a queue: record, heartbeat, finish, retry, hold, release (claims are
+in `jobs.claims`).
 
 A job is recorded in the same transaction as the change it follows, so it exists
 exactly when that change does. Claims take a lease (`leased_until`) under
@@ -12,9 +13,8 @@ of every process wake at once (`jobs.wakeups`) instead of at their next poll.
 """
 
 import random
-import time
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,82 +100,6 @@ def _notify_before_commit(session: Session) -> None:
 def _forget_when_over(session: Session, transaction: SessionTransaction) -> None:
     if transaction.parent is None:  # the whole transaction, not a savepoint, is over
         session.info.pop(_NOTIFY, None)
-
-
-# A job's age counts from its creation, or from an operator's retry. Only kinds this
-# process has a handler for are claimed (a rolling deploy cannot park a new kind), and of
-# those only the ready ones, unless the job is too old and must be given up.
-_CLAIM = """
-WITH picked AS (
-    SELECT id FROM jobs
-    WHERE ((status = 'pending' AND run_after <= now())
-           OR (status = 'running' AND leased_until < now()))
-      AND kind = ANY(:known)
-      AND (kind = ANY(:ready)
-           OR coalesce(retried_at, created_at) < now() - make_interval(secs => :max_age))
-      {only_ids}
-    ORDER BY run_after, id
-    LIMIT :limit
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE jobs
-SET status = 'running',
-    attempts = jobs.attempts + 1,
-    lease_token = :token,
-    leased_until = now() + make_interval(secs => :lease)
-FROM picked
-WHERE jobs.id = picked.id
-RETURNING jobs.id, jobs.kind, jobs.payload, jobs.attempts, jobs.last_error, jobs.request_id,
-          jobs.trace_context,
-          extract(epoch FROM now() - coalesce(jobs.retried_at, jobs.created_at)) AS age,
-          coalesce(jobs.retried_at, jobs.created_at) < now() - make_interval(secs => :max_age)
-              AS expired
-"""
-
-
-async def claim(
-    session: AsyncSession,
-    *,
-    lease_seconds: float,
-    limit: int,
-    known_kinds: Collection[str],
-    ready_kinds: Collection[str],
-    max_age_seconds: float,
-    ids: Sequence[int] | None = None,
-) -> list[ClaimedJob]:
-    """Lease up to `limit` claimable jobs (only among `ids` when given) and commit the lease."""
-    token = uuid.uuid4()
-    params: dict[str, Any] = {
-        "limit": limit,
-        "token": token,
-        "lease": lease_seconds,
-        "known": list(known_kinds),
-        "ready": list(ready_kinds),
-        "max_age": max_age_seconds,
-    }
-    only_ids = ""
-    if ids is not None:
-        only_ids = "AND id = ANY(:ids)"
-        params["ids"] = list(ids)
-    rows = await session.execute(text(_CLAIM.format(only_ids=only_ids)), params)
-    claimed_at = time.monotonic()
-    claimed = [
-        ClaimedJob(
-            id=row.id,
-            kind=row.kind,
-            payload=row.payload,
-            attempts=row.attempts,
-            lease_token=token,
-            expired=row.expired,
-            last_error=row.last_error,
-            request_id=row.request_id,
-            queued_at=claimed_at - float(row.age),
-            trace_context=row.trace_context,
-        )
-        for row in rows
-    ]
-    await session.commit()
-    return sorted(claimed, key=lambda job: job.id)
 
 
 _FENCE = "lease_token = :token AND status = 'running'"

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from backend.jobs import outbox
+from backend.jobs import claims, outbox
 from backend.jobs.handlers import Failed, Handler
 from backend.jobs.outbox import ClaimedJob
 from backend.jobs.recorder import OutcomeRecorder
@@ -187,7 +187,7 @@ class JobRunner:
         if self._stopping.is_set():
             return 0
         async with self._sessionmaker() as session:
-            claimed = await outbox.claim(
+            claimed = await claims.claim(
                 session,
                 lease_seconds=self._config.lease_seconds,
                 limit=len(ids) if ids is not None else self._config.batch_size,

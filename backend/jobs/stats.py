@@ -2,9 +2,9 @@
 
 Read, not counted: every process sees the same table, so the figures hold whatever the
 number of workers or replicas, and survive restarts. One statement over the jobs that are
-waiting, running or parked, each state found through its partial index (`ix_jobs_due`,
-`ix_jobs_lease`, `ix_jobs_failed`): the succeeded jobs, most of the table until
-JOB_RETENTION_DAYS purges them, are never read (measured: 0.2 ms beside a million
+waiting, running or parked, each state found through a partial index (one of the
+pending jobs', `ix_jobs_lease`, `ix_jobs_failed`): the succeeded jobs, most of the table
+until JOB_RETENTION_DAYS purges them, are never read (measured: 0.2 ms beside a million
 succeeded jobs, against 180 ms for a GROUP BY over the whole table). They are counted as
 they finish instead (`welcome_mail_jobs_finished_total`).
 
