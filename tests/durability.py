@@ -15,7 +15,7 @@ from backend.accounts.passwords import PasswordHasher
 from backend.accounts.schemas import RegistrationIn
 from backend.accounts.service import register
 from backend.context import AppContext
-from backend.jobs import outbox
+from backend.jobs import claims
 from backend.jobs.outbox import ClaimedJob
 from backend.settings import Settings
 from tests.helpers import PASSWORD, mail_limit, rows
@@ -127,7 +127,7 @@ async def claim_as_worker(
 ) -> list[ClaimedJob]:
     """Claim due jobs as some other worker would (one that may then die holding them)."""
     async with async_sessionmaker(engine)() as session:
-        return await outbox.claim(
+        return await claims.claim(
             session,
             lease_seconds=lease_seconds,
             limit=limit,

@@ -161,8 +161,10 @@ async def test_the_time_taken_does_not_tell_a_taken_email_from_a_new_one(
     """Medians of 15 of each, interleaved so that the machine's noise falls on both alike.
     Skipping the hash for a taken email (as before) made it ~30x faster; the bound allows
     a quarter of a registration's time. The control shows what the measure can see: an
-    invalid body, answered before any hash, is far faster."""
-    rounds = 15
+    invalid body, answered before any hash, is far faster. Up to three measures: on a
+    machine shared with other tests a burst of noise can still fall on one side, while a
+    real difference shows in every measure."""
+    reports: list[str] = []
     with AppProcess(safe) as app:
         async with http(app) as client:
             await register_via_api(client, "owner")
@@ -175,16 +177,21 @@ async def test_the_time_taken_does_not_tell_a_taken_email_from_a_new_one(
                 assert response.status_code == expected, response.text
                 return elapsed
 
-            taken, new, invalid = [], [], []
-            for i in range(rounds):
-                taken.append(await timed(user_json(f"taken{i}", "owner@example.com"), 201))
-                new.append(await timed(user_json(f"new{i}"), 201))
-                invalid.append(await timed(user_json(f"invalid{i}", password="short"), 422))
-
-    median_taken, median_new = statistics.median(taken), statistics.median(new)
-    report = (
-        f"medians: taken {median_taken * 1000:.1f} ms, new {median_new * 1000:.1f} ms, "
-        f"invalid {statistics.median(invalid) * 1000:.1f} ms"
-    )
-    assert statistics.median(invalid) < 0.5 * median_new, report
-    assert abs(median_taken - median_new) < 0.25 * median_new, report
+            for measure in range(3):
+                taken, new, invalid = [], [], []
+                for i in range(15):
+                    name = f"m{measure}n{i}"
+                    taken.append(await timed(user_json(f"taken{name}", "owner@example.com"), 201))
+                    new.append(await timed(user_json(f"new{name}"), 201))
+                    invalid.append(await timed(user_json(f"bad{name}", password="short"), 422))
+                median_taken, median_new = statistics.median(taken), statistics.median(new)
+                median_invalid = statistics.median(invalid)
+                reports.append(
+                    f"medians: taken {median_taken * 1000:.1f} ms, new {median_new * 1000:.1f} "
+                    f"ms, invalid {median_invalid * 1000:.1f} ms"
+                )
+                if median_invalid < 0.5 * median_new and abs(median_taken - median_new) < (
+                    0.25 * median_new
+                ):
+                    return
+    raise AssertionError("; ".join(reports))

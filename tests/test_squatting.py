@@ -2,7 +2,6 @@
 more than UNVERIFIED_ACCOUNT_GRACE_HOURS ago is replaced by a new registration of its email
 or username (audited), while a fresh unverified account and a verified one still conflict."""
 
-import asyncio
 from datetime import timedelta
 
 import httpx
@@ -207,12 +206,20 @@ async def test_a_queued_email_of_the_replaced_account_fails_alone(
         )
     await link_queued_ago(engine, "old", expired_past_grace(settings))
     async with engine.begin() as connection:
-        # Due again in a few seconds (a retry's backoff): after the replacement below.
-        await connection.execute(text("UPDATE jobs SET run_after = now() + interval '3 seconds'"))
+        # Waiting out a retry's backoff until the replacement below has committed; a fixed
+        # few seconds raced a slow app start on a loaded CI machine.
+        old_jobs = await connection.execute(
+            text("UPDATE jobs SET run_after = now() + interval '1 hour' RETURNING id")
+        )
+        old_ids = [row.id for row in old_jobs]
     with AppProcess(settings) as app:
         async with http(app) as client:
             await register_via_api(client, "ada")
-            await asyncio.sleep(3)
+            async with engine.begin() as connection:
+                await connection.execute(
+                    text("UPDATE jobs SET run_after = now() WHERE id = ANY(:ids)"),
+                    {"ids": old_ids},
+                )
             jobs = await jobs_settled(engine)
             [welcome] = await mailhog.wait_for(1)
 
