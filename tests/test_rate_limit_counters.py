@@ -46,10 +46,10 @@ async def test_at_most_the_amount_per_key_and_a_sane_wait(counter: Counter) -> N
 
 
 async def test_once_the_wait_is_over_the_next_hit_is_let_in(counter: Counter) -> None:
-    limit = limiter(counter, "2/2seconds")
+    limit = limiter(counter, "2/5seconds")  # a window a loaded machine cannot outlast
     assert [await limit.hit(key="k"), await limit.hit(key="k")] == [None, None]
     wait = await limit.hit(key="k")
-    assert wait is not None and 1 <= wait <= 2
+    assert wait is not None and 1 <= wait <= 5
 
     await asyncio.sleep(wait)
     # A moving window: the refused hit was not counted, and the first two have left it.
