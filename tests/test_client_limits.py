@@ -20,7 +20,7 @@ _names = itertools.count()
 def client(url: str, *, local_address: str | None = None) -> httpx.AsyncClient:
     """A client connecting from `local_address` (anywhere in 127.0.0.0/8 is this host)."""
     transport = httpx.AsyncHTTPTransport(local_address=local_address)
-    return httpx.AsyncClient(base_url=url, transport=transport)
+    return httpx.AsyncClient(base_url=url, transport=transport, timeout=30)
 
 
 async def attempt(http: httpx.AsyncClient, forwarded_for: str | None = None) -> int:

@@ -33,7 +33,7 @@ async def test_one_registration_followed_from_the_post_to_the_smtp_250(
 ) -> None:
     chosen = f"follow-{uuid.uuid4().hex[:8]}"
     with AppProcess(settings) as app:
-        async with httpx.AsyncClient(base_url=app.url) as http:
+        async with httpx.AsyncClient(base_url=app.url, timeout=30) as http:
             ada = await http.post(
                 "/api/register", json=user_json("ada"), headers={"X-Request-ID": chosen}
             )
@@ -80,7 +80,7 @@ async def test_retries_and_give_ups_carry_the_request_id(
     refused = {"Stage": "rcpt", "Reply": "550 5.1.1 No such user", "Match": "gone@"}
     await jim.faults(busy, refused)
     with AppProcess(settings) as app:
-        async with httpx.AsyncClient(base_url=app.url) as http:
+        async with httpx.AsyncClient(base_url=app.url, timeout=30) as http:
             for name in ("busy", "gone"):
                 answer = await http.post(
                     "/api/register", json=user_json(name), headers={"X-Request-ID": f"req-{name}"}
@@ -125,7 +125,7 @@ async def test_a_database_error_is_logged_without_the_refused_values(
         )
     try:
         with AppProcess(settings) as app:
-            async with httpx.AsyncClient(base_url=app.url) as http:
+            async with httpx.AsyncClient(base_url=app.url, timeout=30) as http:
                 answer = await http.post(
                     "/api/register",
                     json=user_json("carol", email=address),
@@ -158,7 +158,7 @@ async def test_a_database_error_is_logged_without_the_refused_values(
 async def test_development_lines_are_text_with_the_request_id(settings: Settings) -> None:
     development = settings.model_copy(update={"environment": "development"})
     with AppProcess(development) as app:
-        async with httpx.AsyncClient(base_url=app.url) as http:
+        async with httpx.AsyncClient(base_url=app.url, timeout=30) as http:
             await http.get("/livez", headers={"X-Request-ID": "dev-livez"})
             await http.get("/verify?token=secret.token-value&x=1")
         app.terminate()

@@ -39,7 +39,7 @@ async def attempt(
 
 
 async def fresh_attempt(url: str) -> tuple[int, int | None]:
-    async with httpx.AsyncClient(base_url=url) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
         return await attempt(client)
 
 
@@ -60,8 +60,8 @@ async def test_the_limit_holds_across_two_app_processes(settings: Settings, stor
     )
     with AppProcess(shared) as first, AppProcess(shared) as second:
         async with (
-            httpx.AsyncClient(base_url=first.url) as a,
-            httpx.AsyncClient(base_url=second.url) as b,
+            httpx.AsyncClient(base_url=first.url, timeout=30) as a,
+            httpx.AsyncClient(base_url=second.url, timeout=30) as b,
         ):
             answers = [await attempt(client) for client in (a, b, a, b, a, b)]
 

@@ -24,7 +24,7 @@ CHECKS = [
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(480)
 def test_the_api_keeps_to_its_openapi_document(settings: Settings, tmp_path: Path) -> None:
     fuzzed = settings.model_copy(
         update={
@@ -45,7 +45,8 @@ def test_the_api_keeps_to_its_openapi_document(settings: Settings, tmp_path: Pat
             cwd=tmp_path,
             capture_output=True,
             text=True,
-            timeout=200,
+            # Usually about a minute; several times that beside a loaded machine's other work.
+            timeout=420,
         )
     report = run.stdout + run.stderr
     assert run.returncode == 0, report

@@ -90,7 +90,7 @@ async def test_uvicorn_starts_in_production_with_a_real_key(settings: Settings) 
         update={"environment": "production", "secret_key": SecretStr(secrets.token_urlsafe(32))}
     )
     with AppProcess(production) as app:
-        async with httpx.AsyncClient(base_url=app.url) as client:
+        async with httpx.AsyncClient(base_url=app.url, timeout=30) as client:
             assert (await client.get("/healthz")).status_code == 200
             for path in DOC_PATHS:
                 assert (await client.get(path)).status_code == 404, path

@@ -119,7 +119,7 @@ async def test_a_registration_is_one_trace_from_the_request_to_the_smtp_send(
 ) -> None:
     caller_trace, caller_span, header = traceparent()
     with AppProcess(settings) as app:
-        async with httpx.AsyncClient(base_url=app.url) as http:
+        async with httpx.AsyncClient(base_url=app.url, timeout=30) as http:
             answer = await http.post(
                 "/api/register", json=user_json("ada"), headers={"traceparent": header}
             )
@@ -198,7 +198,7 @@ async def test_a_request_without_traceparent_starts_a_trace_of_its_own(
     collector: Collector, settings: Settings, mailhog: MailHog, engine: AsyncEngine
 ) -> None:
     with AppProcess(settings) as app:
-        async with httpx.AsyncClient(base_url=app.url) as http:
+        async with httpx.AsyncClient(base_url=app.url, timeout=30) as http:
             answer = await http.post("/api/register", json=user_json("bob"))
             assert answer.status_code == 201
         await mailhog.wait_for(1)

@@ -16,7 +16,7 @@ async def test_register_through_the_form_and_confirm_from_the_inbox(
 ) -> None:
     with AppProcess(settings) as app:
         settings_url = settings.app_base_url
-        async with httpx.AsyncClient(base_url=app.url) as browser:
+        async with httpx.AsyncClient(base_url=app.url, timeout=30) as browser:
             form = await browser.get("/register")
             assert form.status_code == 200
             response = await browser.post(
