@@ -189,8 +189,9 @@ async def test_work_committed_in_one_process_starts_in_another_at_once(
     # machine one sample can lose the CPU for longer than the bound itself.
     assert max(delays) < 1, delays
     assert statistics.median(delays) < WITHIN_SECONDS, delays
-    # From its transaction's start to both jobs done, the email sent: not the 30 s poll.
-    assert registration["took"].total_seconds() < 1
+    # From its transaction's start to both jobs done, the email sent: not the 30 s poll
+    # (typically tens of milliseconds; the margin is for a loaded machine).
+    assert registration["took"].total_seconds() < 5
 
 
 async def test_the_listener_comes_back_and_catches_up(
