@@ -5,6 +5,7 @@ meanwhile, its statement fails (a 503 for a request, a retry for a job) and ever
 connection pooled before is discarded with it."""
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import text
@@ -21,12 +22,16 @@ async def _backend_pid(engine: AsyncEngine) -> int:
     return pid
 
 
-async def test_a_live_pooled_connection_is_reused(database_url: str) -> None:
-    pool = create_engine(database_url)
-    try:
-        pids = [await _backend_pid(pool) for _ in range(5)]
-    finally:
-        await pool.dispose()
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """A pool as the app makes it."""
+    engine = create_engine(database_url)
+    yield engine
+    await engine.dispose()
+
+
+async def test_a_live_pooled_connection_is_reused(pool: AsyncEngine) -> None:
+    pids = [await _backend_pid(pool) for _ in range(5)]
     assert len(set(pids)) == 1  # the check passed each time: no reconnects
 
 
@@ -46,31 +51,23 @@ async def _pool_of_two(pool: AsyncEngine, admin: AsyncEngine) -> set[int]:
 
 
 async def test_idle_connections_the_database_dropped_are_replaced_before_use(
-    database_url: str, engine: AsyncEngine
+    pool: AsyncEngine, engine: AsyncEngine
 ) -> None:
-    pool = create_engine(database_url)
-    try:
-        old = await _pool_of_two(pool, engine)
-        await asyncio.sleep(PING_AFTER_IDLE_SECONDS + 0.1)
+    old = await _pool_of_two(pool, engine)
+    await asyncio.sleep(PING_AFTER_IDLE_SECONDS + 0.1)
 
-        new = {await _backend_pid(pool), await _backend_pid(pool)}
-    finally:
-        await pool.dispose()
+    new = {await _backend_pid(pool), await _backend_pid(pool)}
     assert not new & old
 
 
 async def test_a_connection_dropped_just_after_use_fails_once_and_takes_the_pool_with_it(
-    database_url: str, engine: AsyncEngine
+    pool: AsyncEngine, engine: AsyncEngine
 ) -> None:
-    pool = create_engine(database_url)
-    try:
-        old = await _pool_of_two(pool, engine)
-        await asyncio.sleep(0.05)  # the server has ended them
+    old = await _pool_of_two(pool, engine)
+    await asyncio.sleep(0.05)  # the server has ended them
 
-        with pytest.raises(DBAPIError) as failed:
-            await _backend_pid(pool)
-        assert failed.value.connection_invalidated
-        new = {await _backend_pid(pool), await _backend_pid(pool)}
-    finally:
-        await pool.dispose()
+    with pytest.raises(DBAPIError) as failed:
+        await _backend_pid(pool)
+    assert failed.value.connection_invalidated
+    new = {await _backend_pid(pool), await _backend_pid(pool)}
     assert not new & old
