@@ -93,7 +93,7 @@ class Settings(DatabaseSettings):
     # expired too before its account can be replaced.
     unverified_account_grace_hours: float = Field(default=168.0, ge=0)
     # A taken email gets the answer of a new registration, and its owner an email about
-    # the attempt (README, "Enumeration-safe registration").
+    # the attempt (docs/security.md, "Enumeration-safe registration").
     registration_enumeration_safe: bool = False
     # Per client, in the `limits` notation ("10/minute", "100/hour"); empty turns it off.
     register_rate_limit: str = "10/minute"
@@ -111,7 +111,7 @@ class Settings(DatabaseSettings):
     password_hash_workers: int = Field(default=0, ge=0)
     register_queue_limit: int = Field(default=8, ge=0)
 
-    # Durable background work (see README, "How background work survives failures").
+    # Durable background work (see docs/guarantees.md).
     job_lease_seconds: float = 60.0
     job_poll_seconds: float = 2.0
     job_batch_size: int = Field(default=50, ge=1)

@@ -1,4 +1,4 @@
-"""Retake docs/ops-jobs.png, the README's picture of the operator page:
+"""Retake docs/ops-jobs.png, the picture of the operator page in README.md and docs/operating.md:
 
     make screenshot        (or: .venv/bin/python -m scripts.screenshot_ops [--out PATH])
 

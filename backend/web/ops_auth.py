@@ -2,7 +2,7 @@
 
 Basic auth rather than a login form: one shared operator secret, no session to keep, and
 every HTTP client (a browser, curl) knows it. It goes in clear over plain HTTP, so serve
-/ops over https only (README, "The operator page").
+/ops over https only (docs/operating.md, "The operator page").
 """
 
 import secrets
