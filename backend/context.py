@@ -7,6 +7,7 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from backend.accounts import registration_notice, resend, welcome_email
+from backend.accounts.features import EmailVerification, Registration, VerificationResend
 from backend.accounts.mail_limit import MailLimit
 from backend.accounts.passwords import PasswordHasher
 from backend.accounts.tokens import VerificationTokens
@@ -53,6 +54,10 @@ class AppContext:
     mail_limit: MailLimit
     # The queue's figures for GET /metrics, read when scraped and cached a few seconds.
     queue_stats: QueueStats
+    # The account features, each with its settings applied: a route makes one call.
+    registration: Registration
+    verification_resend: VerificationResend
+    email_verification: EmailVerification
 
     @classmethod
     def build(cls, settings: Settings) -> "AppContext":
@@ -162,6 +167,18 @@ class AppContext:
             resend_limit=resend_limit,
             mail_limit=mail_limit,
             queue_stats=QueueStats(sessionmaker, kinds=tuple(handlers)),
+            registration=Registration(
+                sender_address=settings.mail_from,
+                smtputf8=settings.mail_smtputf8,
+                hasher=hasher,
+                mail_limit=mail_limit,
+                enumeration_safe=settings.registration_enumeration_safe,
+                replace_unverified_after=settings.unverified_replaceable_after,
+            ),
+            verification_resend=VerificationResend(
+                sender_address=settings.mail_from, mail_limit=mail_limit
+            ),
+            email_verification=EmailVerification(tokens=tokens),
         )
 
     async def close(self) -> None:

@@ -30,8 +30,10 @@ from backend.observability import metrics, tracing
 from backend.ratelimits import RateLimitStorageUnavailable
 from backend.settings import Settings, get_settings, settings_or_exit
 from backend.web import api, health, metrics_route, ops, pages, verification_pages
-from backend.web.deps import templates
+from backend.web.deps import WebContext, get_web_context
 from backend.web.docs import docs_router
+from backend.web.ratelimit import RateLimited
+from backend.web.rendering import render_form, templates
 from backend.web.request_id import RequestIdMiddleware
 from backend.web.security_headers import SecurityHeaders
 from backend.web.tracing import TracingMiddleware
@@ -60,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tracing.start()
         context = AppContext.build(settings)
         app.state.context = context
+        app.state.web = WebContext.build(context)
         _freeze_startup_objects()
         if settings.job_worker_enabled:
             # Recovery first thing: work a stopped server left unfinished runs now.
@@ -104,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(OSError, _database_unavailable)
     app.add_exception_handler(PoolTimeout, _database_unavailable)
     app.add_exception_handler(HashingOverloaded, _overloaded)
+    app.add_exception_handler(RateLimited, _rate_limited)
     app.add_exception_handler(RateLimitStorageUnavailable, _limits_unavailable)
     return app
 
@@ -167,6 +171,17 @@ async def _overloaded(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HashingOverloaded)
     log.warning("registration shed: %s", exc)
     return _try_later(request, retry_after=exc.retry_after, page="busy.html")
+
+
+async def _rate_limited(request: Request, exc: Exception) -> Response:
+    # A form post sees its form again, with what was entered and how long to wait; the
+    # API (and the operator page's basic auth, which has no form) gets JSON.
+    assert isinstance(exc, RateLimited)
+    headers = {"Retry-After": str(exc.retry_after)}
+    if exc.form is not None:
+        csrf = get_web_context(request).csrf
+        return render_form(request, csrf, exc.form, status_code=429, headers=headers)
+    return JSONResponse({"detail": exc.detail}, status_code=429, headers=headers)
 
 
 async def _limits_unavailable(request: Request, exc: Exception) -> Response:

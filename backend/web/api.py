@@ -1,13 +1,18 @@
 """The JSON face: the same registration and verification resend as the form, for programs."""
 
-from fastapi import APIRouter, BackgroundTasks, Request, status
+from fastapi import APIRouter, Request, status
 from fastapi.responses import JSONResponse
 
-from backend.accounts.resend import request_verification_email
 from backend.accounts.schemas import RegistrationIn, ResendAccepted, ResendIn, UserOut
-from backend.accounts.service import DuplicateUserError, RegistrationRefused, register
-from backend.observability import metrics
-from backend.web.deps import ContextDep, RegisterLimitDep, ResendLimitDep, SessionDep
+from backend.accounts.service import DuplicateUserError, RegistrationRefused
+from backend.web.deps import (
+    AfterResponseDep,
+    RegisterLimitDep,
+    RegistrationDep,
+    ResendLimitDep,
+    SessionDep,
+    VerificationResendDep,
+)
 from backend.web.responses import API_ERRORS, FieldError, FieldErrors
 
 # Every route here documents 422, 429 and 503 (with Retry-After) through API_ERRORS.
@@ -46,32 +51,15 @@ RESEND_ACCEPTED = (
 )
 async def register_user(
     data: RegistrationIn,
-    context: ContextDep,
-    session: SessionDep,
-    background: BackgroundTasks,
-    register_limit: RegisterLimitDep,
     request: Request,
+    session: SessionDep,
+    register_limit: RegisterLimitDep,
+    registration: RegistrationDep,
+    after_response: AfterResponseDep,
 ) -> UserOut | JSONResponse:
-    if (retry_after := await register_limit.retry_after(request)) is not None:
-        metrics.registration("api", "rate_limited")
-        return JSONResponse(
-            {"detail": "Too many registration attempts. Please wait and try again."},
-            status_code=status.HTTP_429_TOO_MANY_REQUESTS,
-            headers={"Retry-After": str(retry_after)},
-        )
-    settings = context.settings
+    await register_limit.check(request, channel="api")
     try:
-        registered = await register(
-            session,
-            data=data,
-            channel="api",
-            sender_address=settings.mail_from,
-            smtputf8=settings.mail_smtputf8,
-            hasher=context.hasher,
-            mail_limit=context.mail_limit,
-            enumeration_safe=settings.registration_enumeration_safe,
-            replace_unverified_after=settings.unverified_replaceable_after,
-        )
+        registered = await registration.register(session, data=data, channel="api")
     except RegistrationRefused as exc:
         duplicate = isinstance(exc, DuplicateUserError)
         refusal = FieldErrors(
@@ -86,7 +74,7 @@ async def register_user(
         )
         code = status.HTTP_409_CONFLICT if duplicate else status.HTTP_422_UNPROCESSABLE_CONTENT
         return JSONResponse(refusal.model_dump(exclude_none=True), status_code=code)
-    background.add_task(context.runner.run_now, registered.job_ids)
+    after_response.run_jobs(registered.job_ids)
     return registered.user
 
 
@@ -105,24 +93,14 @@ async def register_user(
 )
 async def resend_verification(
     data: ResendIn,
-    context: ContextDep,
-    session: SessionDep,
-    background: BackgroundTasks,
-    resend_limit: ResendLimitDep,
     request: Request,
-) -> ResendAccepted | JSONResponse:
-    if (retry_after := await resend_limit.retry_after(request)) is not None:
-        return JSONResponse(
-            {"detail": "Too many requests. Please wait and try again."},
-            status_code=status.HTTP_429_TOO_MANY_REQUESTS,
-            headers={"Retry-After": str(retry_after)},
-        )
-    requested = await request_verification_email(
-        session,
-        email=str(data.email),
-        channel="api",
-        sender_address=context.settings.mail_from,
-        mail_limit=context.mail_limit,
-    )
-    background.add_task(context.runner.run_now, list(requested.job_ids))
+    session: SessionDep,
+    resend_limit: ResendLimitDep,
+    verification_resend: VerificationResendDep,
+    after_response: AfterResponseDep,
+) -> ResendAccepted:
+    await resend_limit.check(request, channel="api")
+    requested = await verification_resend.request(session, email=str(data.email), channel="api")
+    # Whether or not anything was queued (run_now ignores none): the same path either way.
+    after_response.run_jobs(requested.job_ids)
     return ResendAccepted(detail=RESEND_ACCEPTED)

@@ -13,6 +13,8 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 COOKIE_NAME = "csrftoken"
 FIELD_NAME = "csrf_token"
 MAX_AGE_SECONDS = 2 * 3600
+# What a form says when its token does not check out (it is shown again, with a new one).
+FORM_REFUSED = "This form expired or did not come from this site. Please submit it again."
 
 
 class Csrf:

@@ -1,18 +1,58 @@
-"""Request dependencies, as `Annotated` aliases so handlers read like their signature."""
+"""Request dependencies, as `Annotated` aliases so handlers read like their signature.
 
-from collections.abc import AsyncIterator
+Everything here is built once at start-up (the AppContext, and the WebContext on top of
+it): a dependency only hands a request its share.
+"""
+
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
-from fastapi.templating import Jinja2Templates
+from fastapi import BackgroundTasks, Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.context import TEMPLATES_DIR, AppContext
+from backend.accounts.features import EmailVerification, Registration, VerificationResend
+from backend.context import AppContext
+from backend.jobs.runner import JobRunner
+from backend.observability import metrics
 from backend.settings import Settings
 from backend.web.csrf import Csrf
 from backend.web.ratelimit import ClientLimit
 
-templates = Jinja2Templates(directory=TEMPLATES_DIR / "pages")
+
+@dataclass(frozen=True)
+class WebContext:
+    """What the web layer builds once at start-up over the AppContext: the CSRF signer,
+    and the per-client limits with what their refusals say. Apart from the AppContext
+    because it is the web layer's: nothing below backend.web imports it."""
+
+    csrf: Csrf
+    register_limit: ClientLimit
+    resend_limit: ClientLimit
+
+    @classmethod
+    def build(cls, context: AppContext) -> "WebContext":
+        settings = context.settings
+        proxies = settings.trusted_proxy_networks
+        return cls(
+            csrf=Csrf(
+                settings.secret_key.get_secret_value(), secure_cookies=settings.cookies_secure
+            ),
+            register_limit=ClientLimit(
+                context.register_limit,
+                trusted_proxies=proxies,
+                detail="Too many registration attempts. Please wait and try again.",
+                form_error="Too many attempts. Please wait {seconds} seconds and try again.",
+                # A refusal is one of registrations_total's outcomes, per channel.
+                on_refused=lambda channel: metrics.registration(channel, "rate_limited"),
+            ),
+            resend_limit=ClientLimit(
+                context.resend_limit,
+                trusted_proxies=proxies,
+                detail="Too many requests. Please wait and try again.",
+                form_error="Too many requests. Please wait {seconds} seconds and try again.",
+            ),
+        )
 
 
 def get_context(request: Request) -> AppContext:
@@ -20,7 +60,13 @@ def get_context(request: Request) -> AppContext:
     return context
 
 
+def get_web_context(request: Request) -> WebContext:
+    web: WebContext = request.app.state.web
+    return web
+
+
 ContextDep = Annotated[AppContext, Depends(get_context)]
+WebContextDep = Annotated[WebContext, Depends(get_web_context)]
 
 
 def get_settings(context: ContextDep) -> Settings:
@@ -32,25 +78,54 @@ async def get_session(context: ContextDep) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_register_limit(context: ContextDep) -> ClientLimit:
-    return ClientLimit(
-        context.register_limit, trusted_proxies=context.settings.trusted_proxy_networks
-    )
+@dataclass(frozen=True)
+class AfterResponse:
+    """Starts a request's just-committed jobs once its response is sent, so that nobody
+    waits for an email; the poller is the fallback should the process die first."""
+
+    background: BackgroundTasks
+    runner: JobRunner
+
+    def run_jobs(self, job_ids: Iterable[int]) -> None:
+        # A task of its own for each call. run_now only hands the work to a task of the
+        # runner's and returns, so this task cannot raise and keep a later one from running.
+        self.background.add_task(self.runner.run_now, list(job_ids))
 
 
-def get_resend_limit(context: ContextDep) -> ClientLimit:
-    return ClientLimit(
-        context.resend_limit, trusted_proxies=context.settings.trusted_proxy_networks
-    )
+def get_after_response(context: ContextDep, background: BackgroundTasks) -> AfterResponse:
+    return AfterResponse(background, context.runner)
 
 
-def get_csrf(context: ContextDep) -> Csrf:
-    settings = context.settings
-    return Csrf(settings.secret_key.get_secret_value(), secure_cookies=settings.cookies_secure)
+def get_csrf(web: WebContextDep) -> Csrf:
+    return web.csrf
+
+
+def get_register_limit(web: WebContextDep) -> ClientLimit:
+    return web.register_limit
+
+
+def get_resend_limit(web: WebContextDep) -> ClientLimit:
+    return web.resend_limit
+
+
+def get_registration(context: ContextDep) -> Registration:
+    return context.registration
+
+
+def get_verification_resend(context: ContextDep) -> VerificationResend:
+    return context.verification_resend
+
+
+def get_email_verification(context: ContextDep) -> EmailVerification:
+    return context.email_verification
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+AfterResponseDep = Annotated[AfterResponse, Depends(get_after_response)]
+CsrfDep = Annotated[Csrf, Depends(get_csrf)]
 RegisterLimitDep = Annotated[ClientLimit, Depends(get_register_limit)]
 ResendLimitDep = Annotated[ClientLimit, Depends(get_resend_limit)]
-CsrfDep = Annotated[Csrf, Depends(get_csrf)]
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+RegistrationDep = Annotated[Registration, Depends(get_registration)]
+VerificationResendDep = Annotated[VerificationResend, Depends(get_verification_resend)]
+EmailVerificationDep = Annotated[EmailVerification, Depends(get_email_verification)]

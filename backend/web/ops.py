@@ -11,15 +11,16 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Form, Query, Request, status
+from fastapi import APIRouter, Depends, Form, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
 from backend.jobs import admin
 from backend.mail.relay import recorded_states
 from backend.models import JOB_STATUSES
-from backend.web.deps import ContextDep, SessionDep, get_csrf, templates
+from backend.web.deps import AfterResponseDep, ContextDep, CsrfDep, SessionDep
 from backend.web.ops_auth import OperatorDep, require_operator
+from backend.web.rendering import FormPage, render_form
 from backend.web.security_headers import NO_STORE
 
 # NO_STORE first: the 401 and 429 answers get it too.
@@ -55,7 +56,7 @@ KindParam = Annotated[str, Query(max_length=64)]
 @router.get("/jobs", response_class=HTMLResponse)
 async def jobs_page(
     request: Request,
-    context: ContextDep,
+    csrf: CsrfDep,
     session: SessionDep,
     operator: OperatorDep,
     state: StateParam = "",
@@ -69,14 +70,14 @@ async def jobs_page(
     if state and state not in JOB_STATUSES:
         return await _page(
             request,
-            context,
+            csrf,
             session,
             JobsFilter(kind=kind),
             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
             error=f"There is no state {state!r}; choose one of the list.",
         )
     return await _page(
-        request, context, session, JobsFilter(state, kind), before=before, notice=notice
+        request, csrf, session, JobsFilter(state, kind), before=before, notice=notice
     )
 
 
@@ -98,11 +99,14 @@ async def retry_jobs(
     request: Request,
     context: ContextDep,
     session: SessionDep,
+    csrf: CsrfDep,
     operator: OperatorDep,
-    background: BackgroundTasks,
+    after_response: AfterResponseDep,
     form: ActionFormDep,
 ) -> Response:
-    return await _act(request, context, session, operator, background, form, action="retried")
+    return await _act(
+        request, context, session, csrf, operator, after_response, form, action="retried"
+    )
 
 
 @router.post("/jobs/cancel", response_class=HTMLResponse)
@@ -110,19 +114,23 @@ async def cancel_jobs(
     request: Request,
     context: ContextDep,
     session: SessionDep,
+    csrf: CsrfDep,
     operator: OperatorDep,
-    background: BackgroundTasks,
+    after_response: AfterResponseDep,
     form: ActionFormDep,
 ) -> Response:
-    return await _act(request, context, session, operator, background, form, action="cancelled")
+    return await _act(
+        request, context, session, csrf, operator, after_response, form, action="cancelled"
+    )
 
 
 async def _act(
     request: Request,
     context: ContextDep,
     session: SessionDep,
+    csrf: CsrfDep,
     operator: OperatorDep,
-    background: BackgroundTasks,
+    after_response: AfterResponseDep,
     form: ActionForm,
     *,
     action: Action,
@@ -131,10 +139,10 @@ async def _act(
     jobs queued since are left alone). Audited in the same transaction as the change."""
     job_id, where = form.job_id, JobsFilter(form.state, form.kind)
     shown = JobsFilter(where.state if where.state in JOB_STATUSES else "", where.kind)
-    if not get_csrf(context).is_valid(request, form.csrf_token):
+    if not csrf.is_valid(request, form.csrf_token):
         return await _page(
             request,
-            context,
+            csrf,
             session,
             shown,
             status_code=status.HTTP_403_FORBIDDEN,
@@ -145,7 +153,7 @@ async def _act(
     if job_id is None and where.state not in allowed:
         return await _page(
             request,
-            context,
+            csrf,
             session,
             shown,
             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -169,7 +177,7 @@ async def _act(
     if action == "retried" and changed:
         # Run them here at once (a batch's worth); any more, the poller drains.
         batch = context.settings.job_batch_size
-        background.add_task(context.runner.run_now, [job.id for job in changed[:batch]])
+        after_response.run_jobs(job.id for job in changed[:batch])
         if len(changed) > batch:
             context.runner.wake()
     back = shown.url(done=action, count=len(changed), job=job_id)
@@ -178,7 +186,7 @@ async def _act(
 
 async def _page(
     request: Request,
-    context: ContextDep,
+    csrf: CsrfDep,
     session: SessionDep,
     where: JobsFilter,
     *,
@@ -200,11 +208,8 @@ async def _page(
         session, statuses=where.statuses, kind=where.kind or None
     )
     relays = await recorded_states(session)
-    csrf = get_csrf(context)
-    token, new_cookie = csrf.issue(request)
     kinds = sorted({*by_kind, where.kind} - {""})
-    response = templates.TemplateResponse(
-        request,
+    page = FormPage(
         "ops_jobs.html",
         {
             "where": where,
@@ -223,15 +228,11 @@ async def _page(
             "retryable": admin.RETRYABLE,
             "cancellable": admin.CANCELLABLE,
             "error_preview": ERROR_PREVIEW,
-            "csrf_token": token,
             "notice": notice,
             "error": error,
         },
-        status_code=status_code,
     )
-    if new_cookie:
-        csrf.set_cookie(response, new_cookie)
-    return response
+    return render_form(request, csrf, page, status_code=status_code)
 
 
 def _notice(done: Action, count: int, job: int | None) -> tuple[str, bool]:

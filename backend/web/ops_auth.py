@@ -15,6 +15,7 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from backend.ratelimits import Limiter
 from backend.web.client_key import client_key
 from backend.web.deps import ContextDep
+from backend.web.ratelimit import RateLimited
 
 OPERATOR = "ops"
 REALM = "ops"
@@ -54,11 +55,7 @@ async def require_operator(
         secret=settings.secret_key.get_secret_value(),
     )
     if (retry_after := await limiter.hit(key=client)) is not None:
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            detail="Too many attempts; try again later.",
-            headers={"Retry-After": str(retry_after)},
-        )
+        raise RateLimited(retry_after, detail="Too many attempts; try again later.")
     # Both compared whatever the first gave: the time taken tells nothing about either.
     user_ok = secrets.compare_digest(credentials.username.encode(), OPERATOR.encode())
     password_ok = secrets.compare_digest(

@@ -3,16 +3,25 @@ pages are in verification_pages.py)."""
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Form, Request, status
+from fastapi import APIRouter, Form, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from pydantic import ValidationError
 
 from backend.accounts.schemas import RegistrationIn
-from backend.accounts.service import DuplicateUserError, RegistrationRefused, register
+from backend.accounts.service import DuplicateUserError, RegistrationRefused
 from backend.observability import metrics
-from backend.web.deps import ContextDep, RegisterLimitDep, SessionDep, get_csrf, templates
+from backend.web.csrf import FORM_REFUSED
+from backend.web.deps import (
+    AfterResponseDep,
+    ContextDep,
+    CsrfDep,
+    RegisterLimitDep,
+    RegistrationDep,
+    SessionDep,
+)
 from backend.web.errors import field_messages
+from backend.web.rendering import FormPage, render_form, templates
 from backend.web.security_headers import NO_STORE
 
 router = APIRouter(include_in_schema=False)
@@ -20,34 +29,23 @@ router = APIRouter(include_in_schema=False)
 _REGISTERED_COOKIE = "registered"
 
 
-def _form_page(
-    request: Request,
-    context: ContextDep,
-    *,
-    status_code: int = status.HTTP_200_OK,
+def _register_page(
     values: dict[str, str] | None = None,
+    *,
     errors: dict[str, str] | None = None,
     form_error: str | None = None,
     email_taken: bool = False,
-) -> Response:
-    csrf = get_csrf(context)
-    token, new_cookie = csrf.issue(request)
-    response = templates.TemplateResponse(
-        request,
+) -> FormPage:
+    return FormPage(
         "register.html",
         {
             "values": values or {},
             "errors": errors or {},
             "form_error": form_error,
-            "csrf_token": token,
             # The taken-email message leads to the resend page.
             "email_taken": email_taken,
         },
-        status_code=status_code,
     )
-    if new_cookie:
-        csrf.set_cookie(response, new_cookie)
-    return response
 
 
 @router.get("/")
@@ -56,8 +54,8 @@ async def home() -> RedirectResponse:
 
 
 @router.get("/register", response_class=HTMLResponse, dependencies=[NO_STORE])
-async def register_form(request: Request, context: ContextDep) -> Response:
-    return _form_page(request, context)
+async def register_form(request: Request, csrf: CsrfDep) -> Response:
+    return render_form(request, csrf, _register_page())
 
 
 @router.post("/register", response_class=HTMLResponse, dependencies=[NO_STORE])
@@ -65,8 +63,10 @@ async def register_submit(
     request: Request,
     context: ContextDep,
     session: SessionDep,
-    background: BackgroundTasks,
+    csrf: CsrfDep,
     register_limit: RegisterLimitDep,
+    registration: RegistrationDep,
+    after_response: AfterResponseDep,
     username: Annotated[str, Form()] = "",
     email: Annotated[str, Form()] = "",
     password: Annotated[str, Form()] = "",
@@ -74,61 +74,26 @@ async def register_submit(
 ) -> Response:
     # The password is never echoed back into the form.
     values = {"username": username, "email": email}
-    if not get_csrf(context).is_valid(request, csrf_token):
+    if not csrf.is_valid(request, csrf_token):
         metrics.registration("form", "csrf_refused")
-        return _form_page(
-            request,
-            context,
-            status_code=status.HTTP_403_FORBIDDEN,
-            values=values,
-            form_error="This form expired or did not come from this site. Please submit it again.",
-        )
-    if (retry_after := await register_limit.retry_after(request)) is not None:
-        metrics.registration("form", "rate_limited")
-        response = _form_page(
-            request,
-            context,
-            status_code=status.HTTP_429_TOO_MANY_REQUESTS,
-            values=values,
-            form_error=f"Too many attempts. Please wait {retry_after} seconds and try again.",
-        )
-        response.headers["Retry-After"] = str(retry_after)
-        return response
+        page = _register_page(values, form_error=FORM_REFUSED)
+        return render_form(request, csrf, page, status_code=status.HTTP_403_FORBIDDEN)
+    await register_limit.check(request, channel="form", form=_register_page(values))
     try:
         data = RegistrationIn(username=username, email=email, password=password)
     except ValidationError as exc:
         metrics.registration("form", "invalid")
-        return _form_page(
-            request,
-            context,
-            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
-            values=values,
-            errors=field_messages(exc),
-        )
-    settings = context.settings
+        page = _register_page(values, errors=field_messages(exc))
+        return render_form(request, csrf, page, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
     try:
-        registered = await register(
-            session,
-            data=data,
-            channel="form",
-            sender_address=settings.mail_from,
-            smtputf8=settings.mail_smtputf8,
-            hasher=context.hasher,
-            mail_limit=context.mail_limit,
-            enumeration_safe=settings.registration_enumeration_safe,
-            replace_unverified_after=settings.unverified_replaceable_after,
-        )
+        registered = await registration.register(session, data=data, channel="form")
     except RegistrationRefused as exc:
         duplicate = isinstance(exc, DuplicateUserError)
-        return _form_page(
-            request,
-            context,
-            status_code=409 if duplicate else 422,
-            values=values,
-            errors=exc.fields,
-            email_taken=duplicate and "email" in exc.fields,
+        page = _register_page(
+            values, errors=exc.fields, email_taken=duplicate and "email" in exc.fields
         )
-    background.add_task(context.runner.run_now, registered.job_ids)
+        return render_form(request, csrf, page, status_code=409 if duplicate else 422)
+    after_response.run_jobs(registered.job_ids)
     response = RedirectResponse("/register/done", status_code=status.HTTP_303_SEE_OTHER)
     response.set_cookie(
         _REGISTERED_COOKIE,
@@ -138,7 +103,7 @@ async def register_submit(
         max_age=600,
         httponly=True,
         samesite="lax",
-        secure=settings.cookies_secure,
+        secure=context.settings.cookies_secure,
     )
     return response
 

@@ -1,0 +1,82 @@
+"""The account features as the app wires them, once, at start-up (`AppContext.build`).
+
+Each holds what it needs from the settings and the shared parts (the hasher, the mail
+budget, the tokens), so that a route, the API's or the form's, makes one call with only
+what its request brought. The work itself stays in the modules named here, as plain
+functions that tests and tools call with every argument.
+"""
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.accounts import resend, service, verification
+from backend.accounts.mail_limit import MailLimit
+from backend.accounts.passwords import PasswordHasher
+from backend.accounts.schemas import RegistrationIn
+from backend.accounts.tokens import VerificationTokens
+from backend.observability import metrics
+
+
+@dataclass(frozen=True, kw_only=True)
+class Registration:
+    """`service.register` with MAIL_FROM, MAIL_SMTPUTF8, REGISTRATION_ENUMERATION_SAFE and
+    the squatting grace already applied."""
+
+    sender_address: str
+    smtputf8: bool
+    hasher: PasswordHasher
+    mail_limit: MailLimit
+    enumeration_safe: bool
+    replace_unverified_after: timedelta | None
+
+    async def register(
+        self, session: AsyncSession, *, data: RegistrationIn, channel: metrics.Channel
+    ) -> service.Registered:
+        """See `service.register`: raises RegistrationRefused, HashingOverloaded."""
+        return await service.register(
+            session,
+            data=data,
+            channel=channel,
+            sender_address=self.sender_address,
+            smtputf8=self.smtputf8,
+            hasher=self.hasher,
+            mail_limit=self.mail_limit,
+            enumeration_safe=self.enumeration_safe,
+            replace_unverified_after=self.replace_unverified_after,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class VerificationResend:
+    """`resend.request_verification_email` with MAIL_FROM and the mail budget applied."""
+
+    sender_address: str
+    mail_limit: MailLimit
+
+    async def request(
+        self, session: AsyncSession, *, email: str, channel: metrics.Channel
+    ) -> resend.ResendRequested:
+        return await resend.request_verification_email(
+            session,
+            email=email,
+            channel=channel,
+            sender_address=self.sender_address,
+            mail_limit=self.mail_limit,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmailVerification:
+    """`verification.verify_email` with the app's token signer applied."""
+
+    tokens: VerificationTokens
+
+    async def verify(self, session: AsyncSession, *, token: str) -> verification.VerificationResult:
+        return await verification.verify_email(session, token=token, tokens=self.tokens)
+
+    @property
+    def link_lifetime(self) -> str:
+        """How long a link works, in words ("48 hours"), for the pages that mention it."""
+        return self.tokens.lifetime
