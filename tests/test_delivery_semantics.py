@@ -10,8 +10,8 @@ from backend.audit.service import record_job_actions
 from backend.context import AppContext
 from backend.jobs import admin
 from backend.settings import Settings
-from tests.durability import drain_once, job_states, queue_registrations, refusing_inserts
-from tests.helpers import rows
+from tests.support.durability import drain_once, job_states, queue_registrations, refusing_inserts
+from tests.support.helpers import rows
 from tests.support.mailhog import MailHog
 
 

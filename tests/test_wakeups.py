@@ -18,14 +18,14 @@ from backend.accounts.resend import request_verification_email
 from backend.audit.job_kind import enqueue_audit
 from backend.audit.service import record_job_actions
 from backend.db import LISTENER_APPLICATION_NAME
+from backend.devstack.app_process import AppProcess
+from backend.devstack.postgres import asyncpg_dsn
 from backend.jobs import admin
 from backend.jobs.outbox import CHANNEL
 from backend.settings import Settings
-from tests.conftest import app_client
-from tests.durability import queue_registrations, wait_until
-from tests.helpers import mail_limit, rows
-from tests.support.database import asyncpg_dsn
-from tests.support.server import AppProcess
+from tests.support.app_client import app_client
+from tests.support.durability import queue_registrations, wait_until
+from tests.support.helpers import mail_limit, rows
 
 # The bound: committed in one process, started in another within this.
 WITHIN_SECONDS = 0.1
