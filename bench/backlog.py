@@ -24,8 +24,8 @@ from sqlalchemy import text
 
 from backend.accounts.passwords import PasswordHasher
 from backend.context import AppContext
+from backend.devstack.smtp_proxy import SmtpProxy
 from backend.settings import Settings
-from tests.support.smtp_proxy import SmtpProxy
 
 # mode -> (MAIL_BATCH_SIZE, JOB_CONCURRENCY, MAIL_CONNECTION_IDLE_SECONDS)
 MODES = {

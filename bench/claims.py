@@ -21,8 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from backend.accounts.welcome_email import KIND as WELCOME_KIND
 from backend.audit.job_kind import KIND as AUDIT_KIND
 from backend.db import create_engine
+from backend.devstack.postgres import create_database, run_alembic
 from backend.jobs.claims import CLAIM_FROM_THE_QUEUE
-from tests.support.database import create_database, run_alembic
 
 BACKLOGS = (1_000, 10_000, 100_000)
 CLAIMS = 200

@@ -32,8 +32,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from backend.accounts.passwords import PasswordHasher
+from backend.devstack.app_process import AppProcess
 from backend.settings import Settings
-from tests.support.server import AppProcess
 
 HERE = Path(__file__).parent
 CLIENTS = 16

@@ -17,9 +17,9 @@ from datetime import datetime
 import httpx
 from pydantic import SecretStr
 
+from backend.devstack.app_process import AppProcess
+from backend.devstack.smtp_proxy import SmtpProxy
 from backend.settings import Settings
-from tests.support.server import AppProcess
-from tests.support.smtp_proxy import SmtpProxy
 
 REGISTRATIONS = 40
 OUTAGE_EMAILS = 50

@@ -25,9 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from backend.audit.job_kind import KIND, audit_payload, enqueue_audit
 from backend.db import LISTENER_APPLICATION_NAME, create_engine, create_sessionmaker
+from backend.devstack.app_process import AppProcess
 from backend.models import Job
 from backend.settings import Settings
-from tests.support.server import AppProcess
 
 JOBS = 30
 TRANSACTIONS = 1000

@@ -2,10 +2,10 @@
 
     make screenshot        (or: .venv/bin/python -m scripts.screenshot_ops [--out PATH])
 
-A throwaway Postgres (the tests' embedded one), the app under uvicorn with the operator
-page on and its worker off (so that the jobs hold still), jobs in every state as the
-tests seed them, a relay state, and Debian's Chromium (/usr/bin/chromium) through
-Playwright, signed in with basic auth.
+A throwaway embedded Postgres, the app under uvicorn with the operator page on and its
+worker off (so that the jobs hold still), jobs in every state as the tests seed them, a
+relay state, and Debian's Chromium (/usr/bin/chromium) through Playwright, signed in with
+basic auth (a password made for the run).
 """
 
 import argparse
@@ -18,11 +18,12 @@ from playwright.async_api import async_playwright
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from backend.devstack import REPO_ROOT
+from backend.devstack.app_process import AppProcess
+from backend.devstack.chromium import CHROMIUM, launch_chromium
+from backend.devstack.postgres import create_database, run_alembic, throwaway_postgres
+from backend.devstack.sample_jobs import seed_jobs
 from backend.settings import Settings
-from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
-from tests.support.database import create_database, embedded_postgres, run_alembic
-from tests.support.ops import OPS_PASSWORD, seed_jobs
-from tests.support.server import REPO_ROOT, AppProcess
 
 DEFAULT_OUT = REPO_ROOT / "docs" / "ops-jobs.png"
 
@@ -43,14 +44,12 @@ async def _prepare(database_url: str) -> None:
         await engine.dispose()
 
 
-async def _shoot(app_url: str, out: Path) -> None:
+async def _shoot(app_url: str, ops_password: str, out: Path) -> None:
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
+        browser = await launch_chromium(playwright)
         context = await browser.new_context(
             viewport={"width": 1280, "height": 800},
-            http_credentials={"username": "ops", "password": OPS_PASSWORD},
+            http_credentials={"username": "ops", "password": ops_password},
         )
         page = await context.new_page()
         await page.goto(f"{app_url}/ops/jobs")
@@ -65,19 +64,20 @@ def main(argv: list[str] | None = None) -> int:
     if not CHROMIUM.exists():
         print(f"no Chromium at {CHROMIUM} (apt-get install chromium)", file=sys.stderr)
         return 1
-    with embedded_postgres() as server_url:
+    with throwaway_postgres() as server_url:
         database_url = asyncio.run(create_database(server_url))
         asyncio.run(_prepare(database_url))
+        ops_password = secrets.token_urlsafe(18)
         settings = Settings(
             _env_file=None,
             environment="test",
             database_url=database_url,
             secret_key=secrets.token_urlsafe(32),
-            ops_password=OPS_PASSWORD,
+            ops_password=ops_password,
             job_worker_enabled=False,
         )
         with AppProcess(settings) as app:
-            asyncio.run(_shoot(app.url, args.out))
+            asyncio.run(_shoot(app.url, ops_password, args.out))
             app.delete_log()
     print(f"wrote {args.out}")
     return 0

@@ -9,28 +9,29 @@ and its own inbox. An outside inbox is shared, so with TEST_MAILHOG_URL it runs 
 """
 
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Generator, Iterator
 
 import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from backend.main import create_app
+from backend.devstack.app_process import LOG_TAIL_LINES, AppProcess
+from backend.devstack.postgres import (
+    create_database,
+    drop_database,
+    run_alembic,
+    throwaway_postgres,
+)
+from backend.devstack.smtp_proxy import SmtpProxy
 from backend.settings import Settings
-from tests.support.database import create_database, drop_database, embedded_postgres, run_alembic
+from tests.support.app_client import app_client
 from tests.support.jim import JimAPI, jim_api
 from tests.support.mailhog import MailEndpoints, MailHog
-from tests.support.server import LOG_TAIL_LINES, AppProcess
-from tests.support.smtp_proxy import SmtpProxy
+from tests.support.settings import make_settings
 
 # The browser fixtures (browser, context, app, shots), shared by the browser test modules.
 pytest_plugins = ["tests.support.browser"]
-
-# The suite runs as a deployment does (ENVIRONMENT=test is not development): with a real
-# key of at least 32 characters, under the same refusal rules as production.
-TEST_SECRET = "test-secret-key-not-for-production"
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
@@ -86,7 +87,7 @@ def pytest_runtest_makereport(
     a passed test's logs are deleted. No uvicorn outlives its test (a test stopped by
     its timeout never reaches the end of its `with AppProcess(...)` block)."""
     report = yield
-    apps = AppProcess.started_in_this_test
+    apps = AppProcess.instances
     if report.failed:
         for app in apps:
             title = f"uvicorn on port {app.port}: last {LOG_TAIL_LINES} lines of {app.log_path}"
@@ -107,7 +108,7 @@ def postgres_server_url() -> Iterator[str]:
     if url:
         yield url
         return
-    with embedded_postgres() as url:
+    with throwaway_postgres() as url:
         yield url
 
 
@@ -175,26 +176,6 @@ async def clean(engine: AsyncEngine, mailhog: MailHog) -> None:
     await mailhog.clear()
 
 
-def make_settings(database_url: str, mail: MailEndpoints, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "environment": "test",
-        "database_url": database_url,
-        "mail_server": mail.smtp_host,
-        "mail_port": mail.smtp_port,
-        "mail_timeout_seconds": 5,
-        "app_base_url": "http://testserver",
-        "secret_key": TEST_SECRET,
-        "register_rate_limit": "",  # tests register many users from one client
-        "resend_rate_limit": "",  # and ask for many resends
-        "job_poll_seconds": 0.2,
-        "job_retry_base_seconds": 0.2,
-        "job_retry_cap_seconds": 1.0,
-        "mail_relay_probe_seconds": 0.5,
-    }
-    values.update(overrides)
-    return Settings(_env_file=None, **values)
-
-
 @pytest.fixture
 def settings(database_url: str, mail_endpoints: MailEndpoints, clean: None) -> Settings:
     return make_settings(database_url, mail_endpoints)
@@ -211,54 +192,3 @@ async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """
     async with app_client(settings) as client:
         yield client
-
-
-def app_client(
-    settings: Settings, *, base_url: str = "http://testserver", wait_for_background: bool = True
-) -> "AppClient":
-    """`async with app_client(settings) as client:` the app in-process with its lifespan.
-
-    wait_for_background=True: every response waits for all background work in flight
-    (`runner.wait_idle()`) before it reaches the test. False: the test sees what a real
-    client sees, the response first and the work after.
-    """
-    return AppClient(settings, base_url=base_url, wait_for_background=wait_for_background)
-
-
-class AppClient:
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        base_url: str = "http://testserver",
-        wait_for_background: bool = True,
-    ) -> None:
-        self.base_url = base_url
-        self.wait_for_background = wait_for_background
-        self.app = create_app(settings)
-        self._lifespan = self.app.router.lifespan_context(self.app)
-
-    async def __aenter__(self) -> httpx.AsyncClient:
-        await self._lifespan.__aenter__()
-        self._client = self.new_client()
-        return self._client
-
-    def new_client(self, address: tuple[str, int] = ("127.0.0.1", 123)) -> httpx.AsyncClient:
-        """Another client of the running app, seen by it as coming from `address`
-        (`request.client`). The caller closes it, before the AppClient exits."""
-        hooks: dict[str, list[Callable[[httpx.Response], Awaitable[None]]]] = {"response": []}
-        if self.wait_for_background:
-            hooks["response"].append(self._background_work_done)
-        return httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=self.app, client=address),
-            base_url=self.base_url,
-            event_hooks=hooks,
-        )
-
-    async def _background_work_done(self, response: httpx.Response) -> None:
-        # The app answers before its background work is done (as in production).
-        await self.app.state.context.runner.wait_idle()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._client.aclose()
-        await self._lifespan.__aexit__(None, None, None)

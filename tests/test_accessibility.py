@@ -16,12 +16,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from backend.devstack import REPO_ROOT
+from backend.devstack.app_process import AppProcess
 from backend.devstack.inbox import DevInbox
+from backend.devstack.sample_jobs import seed_jobs
 from backend.settings import Settings
-from tests.helpers import PASSWORD
 from tests.support.browser import REQUIRE_BROWSER, missing_piece, screenshot, watch_for_csp
+from tests.support.helpers import PASSWORD
 from tests.support.mailhog import MailHog
-from tests.support.ops import seed_jobs
 from tests.support.pages import (
     APP_PAGES,
     BUSY_HEADING,
@@ -33,7 +35,6 @@ from tests.support.pages import (
     send_sample_mail,
     verify_link,
 )
-from tests.support.server import REPO_ROOT, AppProcess
 
 try:
     from playwright.async_api import BrowserContext, Page, expect

@@ -7,8 +7,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.settings import Settings
-from tests.conftest import app_client
-from tests.helpers import PASSWORD, csrf_token, rows
+from tests.support.app_client import app_client
+from tests.support.helpers import PASSWORD, csrf_token, rows
 from tests.support.mailhog import MailEndpoints, MailHog
 
 

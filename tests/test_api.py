@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.settings import Settings
-from tests.conftest import app_client
-from tests.helpers import PASSWORD, csrf_token, register_via_api, rows, user_json
+from tests.support.app_client import app_client
+from tests.support.helpers import PASSWORD, csrf_token, register_via_api, rows, user_json
 
 
 async def test_created_user_is_returned_without_secrets(

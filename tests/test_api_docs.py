@@ -12,10 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from backend.devstack import REPO_ROOT
+from backend.devstack.app_process import AppProcess
 from backend.settings import Settings
 from backend.web import docs
 from tests.support.browser import missing_piece
-from tests.support.server import REPO_ROOT, AppProcess
 
 SWAGGER_UI_DIST = REPO_ROOT / "node_modules" / "swagger-ui-dist"
 

@@ -11,9 +11,9 @@ is made, whoever answers it).
 
 import pytest
 
+from backend.devstack.app_process import AppProcess
 from backend.web import docs
 from tests.support.browser import REQUIRE_BROWSER, missing_piece, watch_for_problems
-from tests.support.server import AppProcess
 from tests.test_api_docs import SWAGGER_UI_DIST, docs_app
 
 try:

@@ -10,8 +10,8 @@ from backend.audit.job_kind import KIND as AUDIT_KIND
 from backend.audit.job_kind import AuditHandler
 from backend.context import AppContext
 from backend.settings import Settings
-from tests.durability import claim_as_worker
-from tests.helpers import register_via_api, rows
+from tests.support.durability import claim_as_worker
+from tests.support.helpers import register_via_api, rows
 
 
 async def test_registration_leaves_registered_and_sent_rows(

@@ -12,10 +12,10 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.helpers import PASSWORD, rows
+from backend.devstack.app_process import AppProcess
 from tests.support.browser import REQUIRE_BROWSER, screenshot, watch_for_problems
+from tests.support.helpers import PASSWORD, rows
 from tests.support.mailhog import MailEndpoints
-from tests.support.server import AppProcess
 
 try:
     from playwright.async_api import BrowserContext, expect

@@ -10,9 +10,9 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from backend.devstack.app_process import AppProcess
 from backend.settings import Settings
-from tests.helpers import csrf_token, rows, user_json
-from tests.support.server import AppProcess
+from tests.support.helpers import csrf_token, rows, user_json
 
 _names = itertools.count()
 

@@ -10,18 +10,18 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from backend.devstack.app_process import AppProcess
+from backend.devstack.smtp_proxy import SmtpProxy
 from backend.settings import Settings
-from tests.durability import (
+from tests.support.durability import (
     duplicates,
     job_states,
     queue_backlog,
     through_proxy,
     until_succeeded,
 )
-from tests.helpers import rows
+from tests.support.helpers import rows
 from tests.support.mailhog import MailEndpoints, MailHog
-from tests.support.server import AppProcess
-from tests.support.smtp_proxy import SmtpProxy
 
 BACKLOG = 200
 LANES = 4

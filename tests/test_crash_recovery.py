@@ -2,12 +2,17 @@
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from backend.devstack.app_process import AppProcess
+from backend.devstack.smtp_proxy import SmtpProxy
 from backend.settings import Settings
-from tests.durability import job_states, register_while_smtp_hangs, through_proxy, wait_until
-from tests.helpers import rows
+from tests.support.durability import (
+    job_states,
+    register_while_smtp_hangs,
+    through_proxy,
+    wait_until,
+)
+from tests.support.helpers import rows
 from tests.support.mailhog import MailHog
-from tests.support.server import AppProcess
-from tests.support.smtp_proxy import SmtpProxy
 
 
 async def test_sigkill_between_response_and_delivery_loses_nothing(

@@ -6,11 +6,12 @@ import asyncio
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from backend.audit.service import record_job_actions
 from backend.context import AppContext
 from backend.jobs import admin
 from backend.settings import Settings
-from tests.durability import drain_once, job_states, queue_registrations, refusing_inserts
-from tests.helpers import rows
+from tests.support.durability import drain_once, job_states, queue_registrations, refusing_inserts
+from tests.support.helpers import rows
 from tests.support.mailhog import MailHog
 
 
@@ -86,9 +87,10 @@ async def test_an_email_too_old_is_given_up_with_its_real_error_and_again_after_
         # the second give-up writes its own row.
         async with async_sessionmaker(engine)() as session, session.begin():
             await session.execute(text("DELETE FROM users"))
-            assert [j.id for j in await admin.retry(session, by="test", job_id=job["id"])] == [
-                job["id"]
-            ]
+            retried = await admin.retry(
+                session, by="test", record=record_job_actions, job_id=job["id"]
+            )
+            assert [j.id for j in retried] == [job["id"]]
         await context.runner.drain()
     finally:
         await context.close()

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import user_json
-from tests.support.server import REPO_ROOT
+from backend.devstack import REPO_ROOT
+from tests.support.helpers import user_json
 
 
 @contextmanager

@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.context import TEMPLATES_DIR
 from backend.mail.render import EmailRenderer
-from tests.helpers import register_via_api, rows, verify_link
+from tests.support.helpers import register_via_api, rows, verify_link
 from tests.support.mailhog import MailHog
 
 

@@ -12,10 +12,17 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from backend.devstack.app_process import AppProcess
 from backend.settings import Settings
-from tests.helpers import PASSWORD, csrf_token, jobs_settled, register_via_api, rows, user_json
+from tests.support.helpers import (
+    PASSWORD,
+    csrf_token,
+    jobs_settled,
+    register_via_api,
+    rows,
+    user_json,
+)
 from tests.support.mailhog import MailHog
-from tests.support.server import AppProcess
 
 NOTICE_SUBJECT = "Someone tried to register with your email address"
 

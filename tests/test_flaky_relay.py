@@ -4,12 +4,12 @@ the sender rejected now and then. Every email arrives; nothing is given up."""
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from backend.devstack.app_process import AppProcess
 from backend.settings import Settings
-from tests.durability import duplicates, job_states, queue_backlog, until_succeeded
-from tests.helpers import rows
+from tests.support.durability import duplicates, job_states, queue_backlog, until_succeeded
+from tests.support.helpers import rows
 from tests.support.jim import jim_api
 from tests.support.mailhog import MailEndpoints, MailHog
-from tests.support.server import AppProcess
 
 EMAILS = 30
 

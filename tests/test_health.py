@@ -8,8 +8,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.settings import Settings
-from tests.conftest import app_client
-from tests.helpers import csrf_token, user_json
+from tests.support.app_client import app_client
+from tests.support.helpers import csrf_token, user_json
 
 
 async def test_healthy(client: httpx.AsyncClient) -> None:

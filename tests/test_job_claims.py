@@ -25,8 +25,8 @@ from backend.jobs.handlers import Outcome
 from backend.jobs.outbox import ClaimedJob
 from backend.jobs.runner import JobRunner, RunnerConfig
 from backend.settings import Settings
-from tests.durability import HASHER, claim_as_worker, job_states, refusing_inserts
-from tests.helpers import PASSWORD, mail_limit, rows
+from tests.support.durability import HASHER, claim_as_worker, job_states, refusing_inserts
+from tests.support.helpers import PASSWORD, mail_limit, rows
 
 
 async def _insert_audit_jobs(engine: AsyncEngine, count: int) -> None:

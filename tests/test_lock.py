@@ -23,12 +23,12 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from tests.conftest import make_settings
-from tests.helpers import user_json
-from tests.support.database import create_database, drop_database
+from backend.devstack.app_process import AppProcess
+from backend.devstack.postgres import create_database, drop_database
+from tests.support.helpers import user_json
 from tests.support.image import ROOT, dockerfile_stages, image_files
 from tests.support.mailhog import MailEndpoints, MailHog
-from tests.support.server import AppProcess
+from tests.support.settings import make_settings
 
 RUNTIME_LOCK = ROOT / "requirements.lock"
 DEV_LOCK = ROOT / "requirements-dev.lock"

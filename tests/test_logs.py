@@ -10,12 +10,12 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from backend.devstack.app_process import AppProcess
 from backend.settings import Settings
-from tests.helpers import rows, user_json
+from tests.support.helpers import rows, user_json
 from tests.support.jim import JimAPI
 from tests.support.logs import Line, wait_for_lines
 from tests.support.mailhog import MailHog
-from tests.support.server import AppProcess
 
 DELIVERED = re.compile(r"delivered <[^>]+> to the relay: 250 ")
 

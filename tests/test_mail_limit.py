@@ -6,8 +6,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.settings import Settings
-from tests.conftest import app_client
-from tests.helpers import csrf_token, mail_limit, rows, user_json
+from tests.support.app_client import app_client
+from tests.support.helpers import csrf_token, mail_limit, rows, user_json
 from tests.support.mailhog import MailHog
 
 

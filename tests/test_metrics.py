@@ -15,13 +15,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from backend.devstack.app_process import AppProcess
+from backend.devstack.smtp_proxy import SmtpProxy
 from backend.observability.metrics import REGISTRATION_OUTCOMES
 from backend.settings import Settings
-from tests.helpers import PASSWORD, csrf_token, user_json
+from tests.support.helpers import PASSWORD, csrf_token, user_json
 from tests.support.jim import JimAPI
+from tests.support.logs import ACCESS_BY_PID, pid_log_config
 from tests.support.mailhog import MailHog
-from tests.support.server import ACCESS_BY_PID, AppProcess, pid_log_config
-from tests.support.smtp_proxy import SmtpProxy
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

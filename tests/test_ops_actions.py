@@ -16,14 +16,15 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.context import AppContext
+from backend.devstack.app_process import settings_env
+from backend.devstack.sample_jobs import seed_jobs
 from backend.settings import Settings
-from tests.durability import queue_registrations
-from tests.helpers import register_via_api, rows
-from tests.ops_client import audit_rows, operator, page, post, statuses
+from tests.support.durability import queue_registrations
+from tests.support.helpers import register_via_api, rows
 from tests.support.jim import JimAPI
 from tests.support.mailhog import MailHog
-from tests.support.ops import form_fields, seed_jobs
-from tests.support.server import settings_env
+from tests.support.ops import form_fields
+from tests.support.ops_client import audit_rows, operator, page, post, statuses
 from tests.test_relay_faults import fault
 
 REFUSE_RCPT = fault("rcpt", "550 5.1.1 No such user")

@@ -10,11 +10,12 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from backend.devstack.sample_jobs import PAYLOAD_SECRET, seed_jobs
 from backend.settings import Settings
-from tests.conftest import app_client
-from tests.helpers import rows
-from tests.ops_client import operator, ops_settings, page
-from tests.support.ops import OPS_AUTH, OPS_PASSWORD, PAYLOAD_SECRET, seed_jobs, table_ids
+from tests.support.app_client import app_client
+from tests.support.helpers import rows
+from tests.support.ops import OPS_AUTH, OPS_PASSWORD, table_ids
+from tests.support.ops_client import operator, ops_settings, page
 
 
 async def test_without_ops_password_there_is_no_such_page(client: httpx.AsyncClient) -> None:

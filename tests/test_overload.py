@@ -9,8 +9,8 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from backend.settings import Settings
-from tests.conftest import app_client
-from tests.helpers import csrf_token, rows, user_json
+from tests.support.app_client import app_client
+from tests.support.helpers import csrf_token, rows, user_json
 
 
 async def test_past_the_queue_registrations_are_shed_at_once_and_nothing_is_half_written(

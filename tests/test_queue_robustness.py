@@ -9,14 +9,14 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from backend.context import AppContext
+from backend.devstack.smtp_proxy import SmtpProxy
 from backend.jobs.handlers import Failed, Outcome
 from backend.jobs.outbox import ClaimedJob
 from backend.jobs.runner import JobRunner, RunnerConfig
 from backend.settings import Settings
-from tests.durability import drain_once, job_states, queue_backlog, through_proxy
-from tests.helpers import rows
+from tests.support.durability import drain_once, job_states, queue_backlog, through_proxy
+from tests.support.helpers import rows
 from tests.support.mailhog import MailEndpoints, MailHog
-from tests.support.smtp_proxy import SmtpProxy
 
 
 @pytest.mark.timeout(60)

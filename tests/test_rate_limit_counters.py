@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from backend.ratelimits import Counter, Limiter, PostgresCounter, RateLimitStorageUnavailable
 from backend.ratelimits.storage import LimitsCounter
 from backend.settings import Settings
-from tests.helpers import mail_limit, rows
+from tests.support.helpers import mail_limit, rows
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
 

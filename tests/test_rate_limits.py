@@ -14,9 +14,10 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from backend.devstack.app_process import AppProcess
 from backend.settings import Settings
-from tests.helpers import user_json
-from tests.support.server import ACCESS_BY_PID, AppProcess, pid_log_config
+from tests.support.helpers import user_json
+from tests.support.logs import ACCESS_BY_PID, pid_log_config
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
 _names = itertools.count()

@@ -5,9 +5,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from backend.accounts.schemas import RegistrationIn
 from backend.accounts.service import register
 from backend.settings import Settings
-from tests.conftest import app_client
-from tests.durability import HASHER, until_succeeded
-from tests.helpers import PASSWORD, mail_limit, rows
+from tests.support.app_client import app_client
+from tests.support.durability import HASHER, until_succeeded
+from tests.support.helpers import PASSWORD, mail_limit, rows
 from tests.support.mailhog import MailHog
 
 

@@ -14,8 +14,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.context import AppContext
+from backend.devstack.smtp_proxy import SmtpProxy
 from backend.settings import Settings
-from tests.durability import (
+from tests.support.durability import (
     drain_once,
     duplicates,
     job_states,
@@ -24,10 +25,9 @@ from tests.durability import (
     until_succeeded,
     wait_until,
 )
-from tests.helpers import rows
+from tests.support.helpers import rows
 from tests.support.jim import JimAPI
 from tests.support.mailhog import MailHog
-from tests.support.smtp_proxy import SmtpProxy
 
 
 def fault(stage: str, reply: str = "", **rule: object) -> dict[str, object]:

@@ -10,12 +10,12 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.context import AppContext
+from backend.devstack.app_process import AppProcess
+from backend.devstack.smtp_proxy import SmtpProxy
 from backend.settings import Settings
-from tests.durability import job_states, queue_backlog, through_proxy, until_succeeded
-from tests.helpers import rows, user_json
+from tests.support.durability import job_states, queue_backlog, through_proxy, until_succeeded
+from tests.support.helpers import rows, user_json
 from tests.support.mailhog import Delivered, MailHog
-from tests.support.server import AppProcess
-from tests.support.smtp_proxy import SmtpProxy
 
 OUTAGE_SECONDS = 90
 

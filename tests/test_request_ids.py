@@ -15,8 +15,8 @@ from starlette.routing import BaseRoute, Route
 from backend.audit.job_kind import enqueue_audit
 from backend.db import create_sessionmaker
 from backend.settings import Settings
-from tests.conftest import AppClient, app_client
-from tests.helpers import rows, user_json
+from tests.support.app_client import AppClient, app_client
+from tests.support.helpers import rows, user_json
 from tests.support.pages import overload_settings
 
 GENERATED = re.compile(r"[0-9a-f]{32}")

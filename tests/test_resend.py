@@ -10,8 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from backend.accounts.resend import request_verification_email
 from backend.context import AppContext
+from backend.devstack.app_process import AppProcess
 from backend.settings import Settings
-from tests.helpers import (
+from tests.support.helpers import (
     csrf_token,
     jobs_settled,
     link_path,
@@ -21,7 +22,6 @@ from tests.helpers import (
     user_json,
 )
 from tests.support.mailhog import MailHog
-from tests.support.server import AppProcess
 
 NEW_LINK_SUBJECT = "here is your new confirmation link"
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from backend.devstack.app_process import AppProcess
 from backend.settings import Settings
 from tests.support.logs import access_statuses
-from tests.support.server import AppProcess
 
 SCHEMATHESIS = Path(sys.executable).parent / "st"
 CHECKS = [

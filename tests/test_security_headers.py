@@ -10,6 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from backend.devstack import REPO_ROOT
+from backend.devstack.app_process import AppProcess
 from backend.devstack.inbox import DevInbox
 from backend.settings import Settings
 from tests.support.mailhog import MailHog
@@ -23,7 +25,6 @@ from tests.support.pages import (
     overload_settings,
     send_sample_mail,
 )
-from tests.support.server import REPO_ROOT, AppProcess
 
 HSTS = "max-age=31536000"
 

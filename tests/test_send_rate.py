@@ -4,7 +4,7 @@ measured where it counts: at the SMTP server."""
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.settings import Settings
-from tests.durability import drain_once, queue_backlog
+from tests.support.durability import drain_once, queue_backlog
 from tests.support.mailhog import MailHog
 from tests.test_relay_outage import arrived_at
 

@@ -9,13 +9,19 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from backend.devstack.app_process import AppProcess, settings_env
+from backend.devstack.smtp_proxy import SmtpProxy
 from backend.settings import Settings
-from tests.conftest import app_client
-from tests.durability import drain_once, job_states, queue_backlog, through_proxy, wait_until
-from tests.helpers import register_via_api, rows, user_json
+from tests.support.app_client import app_client
+from tests.support.durability import (
+    drain_once,
+    job_states,
+    queue_backlog,
+    through_proxy,
+    wait_until,
+)
+from tests.support.helpers import register_via_api, rows, user_json
 from tests.support.mailhog import MailHog
-from tests.support.server import AppProcess, settings_env
-from tests.support.smtp_proxy import SmtpProxy
 
 
 async def test_smtp_down_registrations_succeed_and_mail_follows_when_back(

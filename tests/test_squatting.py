@@ -10,9 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from backend.accounts.schemas import RegistrationIn
 from backend.accounts.service import register
+from backend.devstack.app_process import AppProcess
 from backend.settings import Settings
-from tests.durability import HASHER
-from tests.helpers import (
+from tests.support.durability import HASHER
+from tests.support.helpers import (
     PASSWORD,
     csrf_token,
     jobs_settled,
@@ -23,7 +24,6 @@ from tests.helpers import (
     user_json,
 )
 from tests.support.mailhog import MailHog
-from tests.support.server import AppProcess
 
 
 def http(app: AppProcess) -> httpx.AsyncClient:

@@ -13,14 +13,14 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from backend.devstack.app_process import AppProcess
 from backend.settings import (
     DEFAULT_SECRET_KEY,
     OPS_PASSWORD_REFUSED,
     SECRET_KEY_REFUSED,
     Settings,
 )
-from tests.conftest import app_client
-from tests.support.server import AppProcess
+from tests.support.app_client import app_client
 
 DOC_PATHS = ("/docs", "/openapi.json")
 

@@ -16,12 +16,13 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from backend.devstack import REPO_ROOT
+from backend.devstack.app_process import AppProcess
 from backend.observability import tracing
 from backend.settings import Settings
-from tests.conftest import app_client
-from tests.helpers import jobs_settled, rows, user_json
+from tests.support.app_client import app_client
+from tests.support.helpers import jobs_settled, rows, user_json
 from tests.support.mailhog import MailHog
-from tests.support.server import REPO_ROOT, AppProcess
 
 
 @dataclass(frozen=True)

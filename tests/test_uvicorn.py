@@ -5,10 +5,10 @@ import asyncio
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from backend.devstack.app_process import AppProcess
 from backend.settings import Settings
-from tests.helpers import csrf_token, rows, user_json, verify_link
+from tests.support.helpers import csrf_token, rows, user_json, verify_link
 from tests.support.mailhog import MailHog
-from tests.support.server import AppProcess
 
 
 async def test_register_through_the_form_and_confirm_from_the_inbox(

@@ -8,12 +8,12 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.accounts.tokens import human_duration
+from backend.devstack.app_process import AppProcess
 from backend.settings import Settings
-from tests.conftest import app_client
-from tests.helpers import csrf_token, jobs_settled, register_via_api, rows, verify_link
+from tests.support.app_client import app_client
+from tests.support.helpers import csrf_token, jobs_settled, register_via_api, rows, verify_link
 from tests.support.mailhog import MailHog
 from tests.support.pages import expired_token
-from tests.support.server import AppProcess
 
 
 async def _link_from_inbox(mailhog: MailHog) -> str:

@@ -2,6 +2,7 @@
 and polling carries on when the listening connection is lost."""
 
 import asyncio
+import functools
 import statistics
 import time
 from collections.abc import AsyncIterator
@@ -15,15 +16,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from backend.accounts.resend import request_verification_email
 from backend.audit.job_kind import enqueue_audit
+from backend.audit.service import record_job_actions
 from backend.db import LISTENER_APPLICATION_NAME
+from backend.devstack.app_process import AppProcess
+from backend.devstack.postgres import asyncpg_dsn
 from backend.jobs import admin
 from backend.jobs.outbox import CHANNEL
 from backend.settings import Settings
-from tests.conftest import app_client
-from tests.durability import queue_registrations, wait_until
-from tests.helpers import mail_limit, rows
-from tests.support.database import asyncpg_dsn
-from tests.support.server import AppProcess
+from tests.support.app_client import app_client
+from tests.support.durability import queue_registrations, wait_until
+from tests.support.helpers import mail_limit, rows
 
 # The issue's bound: committed in one process, started in another within this.
 WITHIN_SECONDS = 0.1
@@ -151,12 +153,13 @@ async def test_an_operator_retry_notifies(
         await connection.execute(
             text("INSERT INTO jobs (kind, payload, status) VALUES ('audit.write', '{}', 'failed')")
         )
+    retry = functools.partial(admin.retry, by="test", record=record_job_actions)
     async with sessions() as session:
-        assert await admin.retry(session, by="test", statuses=["pending"]) == []
+        assert await retry(session, statuses=["pending"]) == []
         await session.commit()
     assert await _drained(notifications) == []
     async with sessions() as session:
-        assert len(await admin.retry(session, by="test", statuses=["failed"])) == 1
+        assert len(await retry(session, statuses=["failed"])) == 1
         await session.commit()
     assert await _drained(notifications) == [""]
 

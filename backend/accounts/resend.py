@@ -11,38 +11,21 @@ is no such account, or when the budget is spent), then a commit.
 import typing
 from dataclasses import dataclass
 
-from sqlalchemy import (
-    Boolean,
-    String,
-    Table,
-    Text,
-    cast,
-    func,
-    insert,
-    literal,
-    select,
-    true,
-    update,
-)
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import Boolean, Table, Text, cast, func, literal, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.selectable import CTE
 
 from backend.accounts.mail_limit import MailLimit
 from backend.accounts.user_email import user_email_payload
 from backend.audit.job_kind import KIND as AUDIT_KIND
 from backend.audit.job_kind import audit_payload
-from backend.jobs.outbox import wake_workers
-from backend.models import Job, User
-from backend.observability import tracing
-from backend.observability.request_context import current_request_id
+from backend.jobs.outbox import enqueue_from
+from backend.models import User
 
 KIND = "email.verification"
 TEMPLATE = "verify"
 
 # Core, not the ORM: the statement is one SELECT over data-modifying CTEs.
 _users = typing.cast(Table, User.__table__)
-_jobs = typing.cast(Table, Job.__table__)
 
 
 @dataclass(frozen=True)
@@ -79,41 +62,27 @@ async def request_verification_email(
         .returning(_users.c.id)
         .cte("target")
     )
-    email_job = _job_for(
-        target, KIND, user_email_payload(kind=KIND, sender_address=sender_address), "email_job"
-    )
-    audit = audit_payload(
-        action="user.verification_requested", user_id=None, details={"channel": channel}
-    )
-    audit_job = _job_for(target, AUDIT_KIND, audit, "audit_job")
+    # Each job's payload gets the user's id in SQL: the id is known only to the statement.
+    user_id = {"user_id": cast(target.c.id, Text)}
+    email_job = enqueue_from(
+        target,
+        kind=KIND,
+        payload=user_email_payload(kind=KIND, sender_address=sender_address),
+        payload_from_row=user_id,
+    ).cte("email_job")
+    audit_job = enqueue_from(
+        target,
+        kind=AUDIT_KIND,
+        payload=audit_payload(
+            action="user.verification_requested", user_id=None, details={"channel": channel}
+        ),
+        payload_from_row=user_id,
+    ).cte("audit_job")
     both = email_job.join(audit_job, true())  # one row of each, or none of either
-    # The wake-up rides on the same statement: no round trip more, so no time that tells
-    # a queued email from none (and no notification when nothing was queued).
+    # The workers' wake-up rides on the inserts (see `enqueue_from`): no round trip more,
+    # so no time that tells a queued email from none.
     queued = (
-        await session.execute(
-            select(email_job.c.id, audit_job.c.id, wake_workers()).select_from(both)
-        )
+        await session.execute(select(email_job.c.id, audit_job.c.id).select_from(both))
     ).one_or_none()
     await session.commit()
     return ResendRequested(job_ids=(queued[0], queued[1]) if queued else ())
-
-
-def _job_for(target: CTE, kind: str, payload: dict[str, object], name: str) -> CTE:
-    """A job of `kind` for each user of `target` (none or one), its payload completed
-    with the user's id in SQL."""
-    with_user = literal(payload, JSONB).op("||", return_type=JSONB)(
-        func.jsonb_build_object("user_id", cast(target.c.id, Text))
-    )
-    # The request's id and span, as `jobs.outbox.enqueue` stores them, for the job's log
-    # lines and its span.
-    request_id = literal(current_request_id(), Text)
-    trace_context = literal(tracing.current_traceparent(), Text)
-    return (
-        insert(_jobs)
-        .from_select(
-            ["kind", "payload", "request_id", "trace_context"],
-            select(literal(kind, String), with_user, request_id, trace_context),
-        )
-        .returning(_jobs.c.id)
-        .cte(name)
-    )

@@ -14,6 +14,7 @@ from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.jobs.admin import JobAction
 from backend.models import AuditLog
 
 _AUDIT_LOG = cast(Table, AuditLog.__table__)  # declared as a FromClause; it is a Table
@@ -61,5 +62,17 @@ async def record_many(
                 "details": entry.details,
             }
             for job_id, entry in entries
+        ],
+    )
+
+
+async def record_job_actions(session: AsyncSession, action: str, jobs: Sequence[JobAction]) -> None:
+    """The audit trail of operator actions on jobs (a `jobs.admin.ActionRecorder`): one row
+    per job, in the caller's transaction, so that it commits with the change."""
+    await record_many(
+        session,
+        [
+            (job.job_id, AuditEntry(action=action, user_id=None, details=job.details))
+            for job in jobs
         ],
     )

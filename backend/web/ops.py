@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
+from backend.audit.service import record_job_actions
 from backend.jobs import admin
 from backend.mail.relay import recorded_states
 from backend.models import JOB_STATUSES
@@ -167,6 +168,7 @@ async def _act(
     changed = await act(
         session,
         by=operator.name,
+        record=record_job_actions,
         job_id=job_id,
         statuses=allowed if job_id is not None else [where.state],
         kind=(where.kind or None) if job_id is None else None,

@@ -17,27 +17,16 @@ from typing import TYPE_CHECKING
 import pytest
 from pydantic import SecretStr
 
+from backend.devstack.app_process import AppProcess
+from backend.devstack.chromium import CHROMIUM, launch_chromium
 from backend.settings import Settings
 from tests.support.ops import OPS_PASSWORD
-from tests.support.server import AppProcess
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Error, Page, Response
 
 REQUIRE_BROWSER = os.environ.get("REQUIRE_BROWSER") == "1"
-CHROMIUM = Path("/usr/bin/chromium")
 HAVE_CHROMIUM = CHROMIUM.exists()
-
-# A closed network: keep Chromium from reaching out (it would only see refused connections).
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def missing_piece(what: str) -> None:
@@ -54,9 +43,7 @@ async def browser() -> AsyncIterator[Browser]:
     if not HAVE_CHROMIUM:
         missing_piece(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
+        browser = await launch_chromium(playwright)
         yield browser
         await browser.close()
 

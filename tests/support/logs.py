@@ -1,12 +1,15 @@
-"""Reading a real uvicorn's log (JSON lines, outside development)."""
+"""Reading a real uvicorn's log: JSON lines (outside development), or lines that name the
+worker's pid (`pid_log_config`)."""
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from tests.support.server import AppProcess
+from backend.devstack.app_process import AppProcess
 
 Line = dict[str, Any]
 
@@ -47,3 +50,23 @@ def access_statuses(text: str, method: str, path: str) -> set[int]:
         and line.get("method") == method
         and line.get("path") == path
     }
+
+
+# With pid_log_config: the pid of the worker that served each registration.
+ACCESS_BY_PID = re.compile(r"^(\d+) INFO uvicorn.access: .*POST /api/register", re.M)
+
+
+def pid_log_config(path: Path) -> Path:
+    """uvicorn's log lines prefixed with the worker's pid, to see who served what."""
+    line = {"format": "%(process)d %(levelname)s %(name)s: %(message)s"}
+    handler = {"class": "logging.StreamHandler", "formatter": "pid", "stream": "ext://sys.stdout"}
+    logger = {"handlers": ["out"], "level": "INFO", "propagate": False}
+    config = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"pid": line},
+        "handlers": {"out": handler},
+        "loggers": {"uvicorn": logger, "uvicorn.access": logger},
+    }
+    path.write_text(json.dumps(config))
+    return path

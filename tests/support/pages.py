@@ -21,7 +21,7 @@ import httpx
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from backend.settings import Settings
-from tests.helpers import csrf_token, user_json
+from tests.support.helpers import csrf_token, user_json
 from tests.support.mailhog import MailHog
 from tests.support.ops import OPS_AUTH
 

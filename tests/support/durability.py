@@ -15,12 +15,12 @@ from backend.accounts.passwords import PasswordHasher
 from backend.accounts.schemas import RegistrationIn
 from backend.accounts.service import register
 from backend.context import AppContext
+from backend.devstack.smtp_proxy import SmtpProxy
 from backend.jobs import claims
 from backend.jobs.outbox import ClaimedJob
 from backend.settings import Settings
-from tests.helpers import PASSWORD, mail_limit, rows
+from tests.support.helpers import PASSWORD, mail_limit, rows
 from tests.support.mailhog import Delivered
-from tests.support.smtp_proxy import SmtpProxy
 
 # For registrations made straight through the service, as a request would make them.
 HASHER = PasswordHasher(queue_limit=1000)

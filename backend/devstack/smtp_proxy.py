@@ -1,4 +1,4 @@
-"""A TCP proxy in front of the SMTP server, for outage tests.
+"""A TCP proxy in front of the SMTP server, for outage tests and the bench.
 
 It counts connections (how many SMTP sessions a backlog took), can be taken down
 (connections refused) or paused (connections accepted, greeting withheld: a hung

@@ -10,8 +10,8 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.settings import Settings
-from tests.conftest import app_client
-from tests.helpers import rows
+from tests.support.app_client import app_client
+from tests.support.helpers import rows
 from tests.support.ops import OPS_AUTH, OPS_PASSWORD
 
 

@@ -1,9 +1,8 @@
-"""The app as a real `uvicorn` process, configured through the environment like in production."""
+"""The app as a real `uvicorn` process, configured through the environment like in
+production (for the tests, the bench and the scripts)."""
 
 import contextlib
-import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -17,9 +16,9 @@ from typing import ClassVar
 import httpx
 from pydantic import SecretStr
 
+from backend.devstack import REPO_ROOT
 from backend.settings import Settings
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 LOG_TAIL_LINES = 60
 
 
@@ -39,8 +38,9 @@ class AppProcess:
     failed test in the report (and keeps the file), and deletes the logs of a passed one.
     """
 
-    # The processes made during the current test (conftest empties it after each test).
-    started_in_this_test: ClassVar[list["AppProcess"]] = []
+    # Every process made since the list was last emptied: tests/conftest.py reads it (and
+    # empties it) after each test, to show their logs and stop any left running.
+    instances: ClassVar[list["AppProcess"]] = []
 
     def __init__(
         self,
@@ -78,7 +78,7 @@ class AppProcess:
         )
         self.log_path = Path(self._log.name)
         self.process: subprocess.Popen[bytes] | None = None
-        AppProcess.started_in_this_test.append(self)
+        AppProcess.instances.append(self)
 
     def start(self, *, ready_within: float = 30, ready_path: str = "/healthz") -> "AppProcess":
         """Start uvicorn and wait until `ready_path` answers 200 (/livez for an app whose
@@ -154,23 +154,3 @@ class AppProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-# With pid_log_config: the pid of the worker that served each registration.
-ACCESS_BY_PID = re.compile(r"^(\d+) INFO uvicorn.access: .*POST /api/register", re.M)
-
-
-def pid_log_config(path: Path) -> Path:
-    """uvicorn's log lines prefixed with the worker's pid, to see who served what."""
-    line = {"format": "%(process)d %(levelname)s %(name)s: %(message)s"}
-    handler = {"class": "logging.StreamHandler", "formatter": "pid", "stream": "ext://sys.stdout"}
-    logger = {"handlers": ["out"], "level": "INFO", "propagate": False}
-    config = {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {"pid": line},
-        "handlers": {"out": handler},
-        "loggers": {"uvicorn": logger, "uvicorn.access": logger},
-    }
-    path.write_text(json.dumps(config))
-    return path

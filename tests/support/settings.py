@@ -1,0 +1,30 @@
+"""The settings the suite runs the app with."""
+
+from typing import Any
+
+from backend.settings import Settings
+from tests.support.mailhog import MailEndpoints
+
+# The suite runs as a deployment does (ENVIRONMENT=test is not development): with a real
+# key of at least 32 characters, under the same refusal rules as production.
+TEST_SECRET = "test-secret-key-not-for-production"
+
+
+def make_settings(database_url: str, mail: MailEndpoints, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "environment": "test",
+        "database_url": database_url,
+        "mail_server": mail.smtp_host,
+        "mail_port": mail.smtp_port,
+        "mail_timeout_seconds": 5,
+        "app_base_url": "http://testserver",
+        "secret_key": TEST_SECRET,
+        "register_rate_limit": "",  # tests register many users from one client
+        "resend_rate_limit": "",  # and ask for many resends
+        "job_poll_seconds": 0.2,
+        "job_retry_base_seconds": 0.2,
+        "job_retry_cap_seconds": 1.0,
+        "mail_relay_probe_seconds": 0.5,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)
