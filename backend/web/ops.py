@@ -7,6 +7,7 @@ registration form) and redirect back with what was done in the query string. No 
 is ever shown: payloads hold addresses and tokens.
 """
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Literal
 from urllib.parse import urlencode
@@ -95,34 +96,27 @@ class ActionForm(BaseModel):
 ActionFormDep = Annotated[ActionForm, Form()]
 
 
-@router.post("/jobs/retry", response_class=HTMLResponse)
-async def retry_jobs(
-    request: Request,
-    context: ContextDep,
-    session: SessionDep,
-    csrf: CsrfDep,
-    operator: OperatorDep,
-    after_response: AfterResponseDep,
-    form: ActionFormDep,
-) -> Response:
-    return await _act(
-        request, context, session, csrf, operator, after_response, form, action="retried"
-    )
+def _action_route(action: Action) -> Callable[..., Awaitable[Response]]:
+    """The POST route of one action (retry or cancel): the same form, checks and page."""
+
+    async def act_on_jobs(
+        request: Request,
+        context: ContextDep,
+        session: SessionDep,
+        csrf: CsrfDep,
+        operator: OperatorDep,
+        after_response: AfterResponseDep,
+        form: ActionFormDep,
+    ) -> Response:
+        return await _act(
+            request, context, session, csrf, operator, after_response, form, action=action
+        )
+
+    return act_on_jobs
 
 
-@router.post("/jobs/cancel", response_class=HTMLResponse)
-async def cancel_jobs(
-    request: Request,
-    context: ContextDep,
-    session: SessionDep,
-    csrf: CsrfDep,
-    operator: OperatorDep,
-    after_response: AfterResponseDep,
-    form: ActionFormDep,
-) -> Response:
-    return await _act(
-        request, context, session, csrf, operator, after_response, form, action="cancelled"
-    )
+router.post("/jobs/retry", response_class=HTMLResponse)(_action_route("retried"))
+router.post("/jobs/cancel", response_class=HTMLResponse)(_action_route("cancelled"))
 
 
 async def _act(
