@@ -30,8 +30,11 @@ from backend.observability import metrics, tracing
 from backend.ratelimits import RateLimitStorageUnavailable
 from backend.settings import Settings, get_settings, settings_or_exit
 from backend.web import api, health, metrics_route, ops, pages, verification_pages
+from backend.web.body_limit import BodyLimit
 from backend.web.deps import WebContext, get_web_context
 from backend.web.docs import docs_router
+from backend.web.head import HeadAsGet
+from backend.web.hosts import AllowedHosts
 from backend.web.ratelimit import RateLimited
 from backend.web.rendering import render_form, templates
 from backend.web.request_id import RequestIdMiddleware
@@ -98,8 +101,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Without OPS_PASSWORD, /ops does not exist (404), rather than asking for a password.
         app.include_router(ops.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    # Each add wraps the ones before it: the Host is checked first, then the body's
+    # size, both before anything is read or routed.
+    app.add_middleware(HeadAsGet)
+    app.add_middleware(BodyLimit)
+    app.add_middleware(AllowedHosts, allowed=settings.allowed_host_names)
     # Outermost but for Starlette's error middleware, so the exception handlers' pages
-    # (busy, unavailable) get the headers too.
+    # (busy, unavailable) and the refusals above get the headers too.
     app.add_middleware(SecurityHeaders, hsts=settings.cookies_secure)
     app.add_exception_handler(RequestValidationError, _validation_failed)
     app.add_exception_handler(HTTPException, _http_error)

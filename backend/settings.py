@@ -54,6 +54,12 @@ class Settings(DatabaseSettings):
     api_docs_enabled: bool | None = None
     # GET /metrics (Prometheus); keep it off the public internet at the proxy, or off here.
     metrics_enabled: bool = True
+    # The bearer token /metrics asks for. Unset: /metrics is served in development only,
+    # since its figures tell a stranger which addresses were just registered.
+    metrics_token: SecretStr = SecretStr("")
+    # Host names the app answers besides APP_BASE_URL's (comma-separated; `*.example.com`
+    # for subdomains, `*` for any); every other Host gets 400. See `allowed_host_names`.
+    allowed_hosts: str = ""
 
     # Past this wait for a pooled connection, a request gets 503 with Retry-After.
     database_pool_timeout_seconds: float = Field(default=5.0, gt=0)
@@ -142,6 +148,16 @@ class Settings(DatabaseSettings):
         if self.log_format is not None:
             return self.log_format
         return "text" if self.environment == "development" else "json"
+
+    @property
+    def allowed_host_names(self) -> frozenset[str]:
+        """APP_BASE_URL's host (its emails link there), ALLOWED_HOSTS, and in development
+        the loopback names (`make dev` is opened as localhost or 127.0.0.1)."""
+        names = {urlsplit(self.app_base_url).hostname or ""}
+        names.update(item.strip().lower() for item in self.allowed_hosts.split(","))
+        if self.environment == "development":
+            names.update({"localhost", "127.0.0.1", "::1"})
+        return frozenset(name.strip("[]") for name in names if name)
 
     @property
     def ops_enabled(self) -> bool:

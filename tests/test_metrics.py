@@ -23,8 +23,10 @@ from tests.support.helpers import PASSWORD, csrf_token, user_json
 from tests.support.jim import JimAPI
 from tests.support.logs import ACCESS_BY_PID, pid_log_config
 from tests.support.mailhog import MailHog
+from tests.support.settings import METRICS_TOKEN
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+SCRAPER = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
 _SCRAPE_BY_PID = re.compile(r"^(\d+) INFO uvicorn.access: .*GET /metrics", re.M)
@@ -39,7 +41,7 @@ def connect(url: str) -> httpx.AsyncClient:
 async def scrape(url: str) -> Samples:
     """One scrape on a fresh connection (so that `--workers` spreads them), parsed."""
     async with connect(url) as client:
-        response = await client.get("/metrics")
+        response = await client.get("/metrics", headers=SCRAPER)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
     samples: Samples = {}

@@ -37,10 +37,15 @@ def check_deliverable(address: str, *, smtputf8: bool) -> None:
 
 
 def mailbox_key(address: str) -> str:
-    """One spelling per mailbox, for counting what it is sent: `Ada@Bücher.Example` and
-    `ada@xn--bcher-kva.example` are the same. The local part is lower-cased too: it is
-    case-sensitive in theory only, and users.email is unique regardless of case."""
+    """One spelling per mailbox, for counting what it is sent: `Ada@Bücher.Example`,
+    `ada+news@bücher.example` and `ada@xn--bcher-kva.example` are the same. The local part
+    is lower-cased: it is case-sensitive in theory only, and users.email is unique
+    regardless of case. A `+tag` is cut off: Gmail, Outlook, Fastmail, iCloud and Postfix
+    (recipient_delimiter) all deliver `ada+anything@` to `ada@`, so without the cut
+    `ada+1@` … `ada+9@` would be nine budgets for one mailbox."""
     local, _, domain = unicodedata.normalize("NFC", address.strip()).rpartition("@")
+    # "+ada@": nothing before the delimiter, so no mailbox to fold it into.
+    local = local.split("+", 1)[0] or local
     # Not a valid IDNA name: no mail will reach it, but asking for one still counts.
     with contextlib.suppress(idna.IDNAError):
         domain = idna.encode(domain, uts46=True).decode("ascii")

@@ -8,6 +8,8 @@ from tests.support.mailhog import MailEndpoints
 # The suite runs as a deployment does (ENVIRONMENT=test is not development): with a real
 # key of at least 32 characters, under the same refusal rules as production.
 TEST_SECRET = "test-secret-key-not-for-production"
+# Outside development /metrics is served only with a token (tests/test_metrics.py sends it).
+METRICS_TOKEN = "test-metrics-token"
 
 
 def make_settings(database_url: str, mail: MailEndpoints, **overrides: Any) -> Settings:
@@ -18,6 +20,9 @@ def make_settings(database_url: str, mail: MailEndpoints, **overrides: Any) -> S
         "mail_port": mail.smtp_port,
         "mail_timeout_seconds": 5,
         "app_base_url": "http://testserver",
+        # The in-process client says testserver; uvicorn processes are called by address.
+        "allowed_hosts": "127.0.0.1,localhost,::1",
+        "metrics_token": METRICS_TOKEN,
         "secret_key": TEST_SECRET,
         "register_rate_limit": "",  # tests register many users from one client
         "resend_rate_limit": "",  # and ask for many resends
