@@ -6,6 +6,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from backend.mail.addresses import mixed_script_label
 from backend.settings import Settings
 from tests.support.app_client import app_client
 from tests.support.helpers import PASSWORD, csrf_token, rows
@@ -68,3 +69,27 @@ async def test_with_smtputf8_a_non_ascii_local_part_is_delivered(
         assert response.status_code == 201
     [mail] = await mailhog.wait_for(1)
     assert mail.to == ["josé@example.com"]
+
+
+@pytest.mark.parametrize(
+    "domain",
+    ["ехample.com", "αpple.com", "xn--ample-ywe6i.com", "mail.gооgle.com"],
+)
+async def test_a_lookalike_domain_mixing_alphabets_is_refused(
+    client: httpx.AsyncClient, engine: AsyncEngine, domain: str
+) -> None:
+    response = await client.post(
+        "/api/register",
+        json={"username": "admin", "email": f"admin@{domain}", "password": PASSWORD},
+    )
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "email"] and "alphabets" in error["msg"]
+    assert await rows(engine, "SELECT id FROM users") == []
+
+
+@pytest.mark.parametrize(
+    "domain", ["bücher.de", "пример.рф", "παράδειγμα.gr", "日本語とカタカナ.jp", "한국어.kr"]
+)
+def test_a_domain_of_one_alphabet_or_a_cjk_mix_is_not_a_lookalike(domain: str) -> None:
+    assert mixed_script_label(domain) is None

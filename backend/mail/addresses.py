@@ -26,8 +26,44 @@ def smtp_address(address: str) -> str:
         raise UndeliverableAddress(f"the domain {domain!r} is not a valid IDNA 2008 name") from exc
 
 
+# Scripts a label may combine (UTS #39 "highly restrictive", which Chrome and Firefox
+# apply before they show a domain in Unicode): Japanese, Chinese and Korean writing mix
+# Han with their own scripts and Latin. Any other mix is refused.
+_ALLOWED_MIXES = (
+    frozenset({"LATIN", "CJK", "HIRAGANA", "KATAKANA", "KATAKANA-HIRAGANA"}),
+    frozenset({"LATIN", "CJK", "BOPOMOFO"}),
+    frozenset({"LATIN", "CJK", "HANGUL"}),
+)
+
+
+def _scripts(label: str) -> set[str]:
+    """The scripts of a label's letters, from their Unicode names (`CYRILLIC SMALL LETTER
+    IE`): the standard library has no script property, and names start with the script."""
+    return {unicodedata.name(char, "?").split()[0] for char in label if char.isalpha()}
+
+
+def mixed_script_label(domain: str) -> str | None:
+    """The first label of `domain` whose letters mix scripts (`ехample` with a Cyrillic
+    е and х among Latin letters): a lookalike of another domain, which a browser would
+    show as punycode. None when every label is of one script (or an allowed mix)."""
+    for label in unicodedata.normalize("NFC", domain).split("."):
+        if label.lower().startswith("xn--"):
+            # Typed as punycode, checked as the Unicode it stands for.
+            with contextlib.suppress(idna.IDNAError, UnicodeError):
+                label = idna.decode(label)
+        scripts = _scripts(label)
+        if len(scripts) > 1 and not any(scripts <= mix for mix in _ALLOWED_MIXES):
+            return label
+    return None
+
+
 def check_deliverable(address: str, *, smtputf8: bool) -> None:
-    """Raise UndeliverableAddress when no message to `address` could be sent."""
+    """Raise UndeliverableAddress when no message to `address` could be sent, or when its
+    domain is a lookalike (a label mixing scripts, as phishing domains do)."""
+    if label := mixed_script_label(address.rpartition("@")[2]):
+        raise UndeliverableAddress(
+            f"the domain label {label!r} mixes letters of different alphabets"
+        )
     local = smtp_address(address).rpartition("@")[0]
     if not local.isascii() and not smtputf8:
         raise UndeliverableAddress(
