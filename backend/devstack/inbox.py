@@ -99,7 +99,7 @@ class DevInbox:
         self._bound_smtp_port = smtp_sock.getsockname()[1]
         self._bound_http_port = http_sock.getsockname()[1]
         config = uvicorn.Config(
-            create_app(self._store, self._jim),
+            create_app(self._store, self._jim, listen_host=self._http_address[0]),
             log_level="warning",
             access_log=False,
             lifespan="off",

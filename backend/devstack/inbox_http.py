@@ -12,6 +12,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from backend.devstack.inbox_guard import InboxGuard
 from backend.devstack.inbox_headers import MESSAGE_CSP, InboxSecurityHeaders, with_base_target
 from backend.devstack.inbox_store import MessageStore, StoredMessage
 from backend.devstack.jim import Jim
@@ -44,7 +45,7 @@ def _page(request: Request, messages: list[StoredMessage]) -> JSONResponse:
     )
 
 
-def create_app(store: MessageStore, jim: Jim) -> Starlette:
+def create_app(store: MessageStore, jim: Jim, *, listen_host: str = "127.0.0.1") -> Starlette:
     ui_html = UI_HTML_PATH.read_text(encoding="utf-8")
 
     def find(request: Request) -> StoredMessage:
@@ -116,5 +117,8 @@ def create_app(store: MessageStore, jim: Jim) -> Starlette:
             *jim_routes(jim),
             Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
         ],
-        middleware=[Middleware(InboxSecurityHeaders)],
+        middleware=[
+            Middleware(InboxSecurityHeaders),
+            Middleware(InboxGuard, listen_host=listen_host),
+        ],
     )
