@@ -6,7 +6,9 @@ MailHog's part follows MailHog-Server v1.0.1 (``monkey/jim.go``, ``smtp/session.
   lands above it;
 - ``DisconnectChance``: after each command's reply, the connection is dropped on a hit;
 - ``LinkSpeedAffect``: on a hit at connect, that connection is throttled (both ways) to a
-  rate drawn between ``LinkSpeedMin`` and ``LinkSpeedMax`` bytes per second;
+  rate drawn between ``LinkSpeedMin`` and ``LinkSpeedMax``, times eight, in bytes per
+  second: what MailHog users get, since ``monkey/jim.go`` and ``smtp/session.go`` both
+  multiply the drawn number by ``linkio.BytePerSecond`` (8 bits);
 - ``RejectSenderChance``, ``RejectRecipientChance``: ``MAIL FROM`` / ``RCPT TO`` get
   ``550 Invalid sender <address>`` / ``550 Invalid recipient <address>``;
 - ``RejectAuthChance``: ``AUTH`` gets ``500 Unrecognised command``.
@@ -36,6 +38,10 @@ ACTIONS: tuple[Action, ...] = ("reply", "hang", "disconnect")
 # MailHog's own replies (github.com/mailhog/smtp protocol.go and reply.go, and
 # MailHog-Server smtp/session.go for AUTH).
 REJECTED_AUTH_REPLY = "500 Unrecognised command"
+
+# MailHog multiplies the drawn LinkSpeed by linkio.BytePerSecond twice (once in Jim, once
+# in the session), so a setting of 200 throttles to 1,600 bytes a second: eight times.
+MAILHOG_LINK_SPEED_FACTOR = 8
 
 
 def rejected_sender_reply(address: str) -> str:
@@ -189,8 +195,9 @@ class Jim:
         if chances is None or not self._rng.random() < chances.LinkSpeedAffect:
             return None
         spread = chances.LinkSpeedMax - chances.LinkSpeedMin
+        drawn = chances.LinkSpeedMin + spread * self._rng.random()
         # A rate below 1 byte/s (MailHog would divide by it) is taken as 1 byte/s.
-        return max(chances.LinkSpeedMin + spread * self._rng.random(), 1.0)
+        return max(drawn * MAILHOG_LINK_SPEED_FACTOR, 1.0)
 
     def disconnects(self) -> bool:
         return self._roll("DisconnectChance")
