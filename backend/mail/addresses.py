@@ -43,9 +43,10 @@ def _scripts(label: str) -> set[str]:
 
 
 def mixed_script_label(domain: str) -> str | None:
-    """The first label of `domain` whose letters mix scripts (`ехample` with a Cyrillic
-    е and х among Latin letters): a lookalike of another domain, which a browser would
-    show as punycode. None when every label is of one script (or an allowed mix)."""
+    """The first label of `domain` whose letters mix scripts (`example` spelled with a
+    Cyrillic e and x among the Latin letters): a lookalike of another domain, which a
+    browser would show as punycode. None when every label is of one script (or an
+    allowed mix)."""
     for label in unicodedata.normalize("NFC", domain).split("."):
         if label.lower().startswith("xn--"):
             # Typed as punycode, checked as the Unicode it stands for.
