@@ -73,6 +73,10 @@ class EmailVerification:
 
     tokens: VerificationTokens
 
+    async def check(self, session: AsyncSession, *, token: str) -> verification.VerificationResult:
+        """Read only: what confirming with this link would do (see `check_link`)."""
+        return await verification.check_link(session, token=token, tokens=self.tokens)
+
     async def verify(self, session: AsyncSession, *, token: str) -> verification.VerificationResult:
         return await verification.verify_email(session, token=token, tokens=self.tokens)
 

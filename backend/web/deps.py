@@ -36,7 +36,9 @@ class WebContext:
         proxies = settings.trusted_proxy_networks
         return cls(
             csrf=Csrf(
-                settings.secret_key.get_secret_value(), secure_cookies=settings.cookies_secure
+                settings.secret_key.get_secret_value(),
+                secure_cookies=settings.cookies_secure,
+                hosts=settings.allowed_host_names,
             ),
             register_limit=ClientLimit(
                 context.register_limit,

@@ -134,7 +134,7 @@ async def _act(
     jobs queued since are left alone). Audited in the same transaction as the change."""
     job_id, where = form.job_id, JobsFilter(form.state, form.kind)
     shown = JobsFilter(where.state if where.state in JOB_STATUSES else "", where.kind)
-    if not csrf.is_valid(request, form.csrf_token):
+    if not csrf.is_valid(request, form.csrf_token, form="ops_jobs.html"):
         return await _page(
             request,
             csrf,

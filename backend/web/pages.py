@@ -74,7 +74,7 @@ async def register_submit(
 ) -> Response:
     # The password is never echoed back into the form.
     values = {"username": username, "email": email}
-    if not csrf.is_valid(request, csrf_token):
+    if not csrf.is_valid(request, csrf_token, form="register.html"):
         metrics.registration("form", "csrf_refused")
         page = _register_page(values, form_error=FORM_REFUSED)
         return render_form(request, csrf, page, status_code=status.HTTP_403_FORBIDDEN)

@@ -39,7 +39,7 @@ def render_form(
     status_code: int = status.HTTP_200_OK,
     headers: Mapping[str, str] | None = None,
 ) -> Response:
-    token, new_cookie = csrf.issue(request)
+    token, new_cookie = csrf.issue(request, form=page.template)
     response = templates.TemplateResponse(
         request,
         page.template,

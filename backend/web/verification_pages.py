@@ -7,7 +7,7 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 
 from backend.accounts.schemas import ResendIn
-from backend.accounts.verification import Verification
+from backend.accounts.verification import Verification, VerificationResult
 from backend.web.csrf import FORM_REFUSED
 from backend.web.deps import (
     AfterResponseDep,
@@ -24,33 +24,63 @@ from backend.web.security_headers import NO_STORE
 router = APIRouter(include_in_schema=False)
 
 
-@router.get("/verify", response_class=HTMLResponse, dependencies=[NO_STORE])
-async def verify(
-    request: Request,
-    session: SessionDep,
-    email_verification: EmailVerificationDep,
-    after_response: AfterResponseDep,
-    token: Annotated[str, Query()] = "",
-) -> Response:
-    result = await email_verification.verify(session, token=token)
-    if result.job_ids:
-        after_response.run_jobs(result.job_ids)
-    status_code = {
-        Verification.VERIFIED: status.HTTP_200_OK,
-        Verification.ALREADY_VERIFIED: status.HTTP_200_OK,
-        Verification.EXPIRED: status.HTTP_410_GONE,
-        Verification.INVALID: status.HTTP_400_BAD_REQUEST,
-    }[result.status]
-    return templates.TemplateResponse(
-        request,
+_STATUS_CODES = {
+    Verification.PENDING: status.HTTP_200_OK,
+    Verification.VERIFIED: status.HTTP_200_OK,
+    Verification.ALREADY_VERIFIED: status.HTTP_200_OK,
+    Verification.EXPIRED: status.HTTP_410_GONE,
+    Verification.INVALID: status.HTTP_400_BAD_REQUEST,
+}
+
+
+def _verify_page(result: VerificationResult, *, token: str, link_lifetime: str) -> FormPage:
+    return FormPage(
         "verify.html",
         {
             "status": result.status.value,
             "username": result.username,
-            "link_lifetime": email_verification.link_lifetime,
+            "token": token,
+            "link_lifetime": link_lifetime,
         },
-        status_code=status_code,
     )
+
+
+# The link from the email. It only shows the account and a button: mail scanners open
+# every link, and a GET that confirmed would confirm addresses nobody had read.
+@router.get("/verify", response_class=HTMLResponse, dependencies=[NO_STORE])
+async def verify_link(
+    request: Request,
+    session: SessionDep,
+    csrf: CsrfDep,
+    email_verification: EmailVerificationDep,
+    token: Annotated[str, Query()] = "",
+) -> Response:
+    result = await email_verification.check(session, token=token)
+    page = _verify_page(result, token=token, link_lifetime=email_verification.link_lifetime)
+    return render_form(request, csrf, page, status_code=_STATUS_CODES[result.status])
+
+
+@router.post("/verify", response_class=HTMLResponse, dependencies=[NO_STORE])
+async def verify_submit(
+    request: Request,
+    session: SessionDep,
+    csrf: CsrfDep,
+    email_verification: EmailVerificationDep,
+    after_response: AfterResponseDep,
+    token: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    lifetime = email_verification.link_lifetime
+    if not csrf.is_valid(request, csrf_token, form="verify.html"):
+        result = await email_verification.check(session, token=token)
+        page = _verify_page(result, token=token, link_lifetime=lifetime)
+        return render_form(
+            request, csrf, page.with_error(FORM_REFUSED), status_code=status.HTTP_403_FORBIDDEN
+        )
+    result = await email_verification.verify(session, token=token)
+    after_response.run_jobs(result.job_ids)
+    page = _verify_page(result, token=token, link_lifetime=lifetime)
+    return render_form(request, csrf, page, status_code=_STATUS_CODES[result.status])
 
 
 def _resend_page(
@@ -78,7 +108,7 @@ async def resend_submit(
     email: Annotated[str, Form()] = "",
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
-    if not csrf.is_valid(request, csrf_token):
+    if not csrf.is_valid(request, csrf_token, form="resend.html"):
         page = _resend_page(email, form_error=FORM_REFUSED)
         return render_form(request, csrf, page, status_code=status.HTTP_403_FORBIDDEN)
     # Per client, before the address is even read: the same count whatever it is.
