@@ -58,7 +58,7 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
 # Serving only: migrations are a step of their own, run once per deploy before the app
 # starts (compose's `migrate` service; with plain docker,
 # `docker run --rm -e DATABASE_URL=... IMAGE alembic upgrade head`). Exec form, so uvicorn
-# is PID 1 and gets SIGTERM directly. --no-proxy-headers: the app decides whose
-# X-Forwarded-For to believe (TRUSTED_PROXIES), from the real peer address, which uvicorn
-# would overwrite.
-CMD ["uvicorn", "backend.main:app", "--host", "0.0.0.0", "--port", "8000", "--no-proxy-headers"]
+# is PID 1 and gets SIGTERM directly. The flags after the port are SERVING_ARGS in
+# backend/devstack/app_process.py, which says why each is there (proxy headers, bounded
+# request heads, a cap on connections, no Server header); a test holds the two together.
+CMD ["uvicorn", "backend.main:app", "--host", "0.0.0.0", "--port", "8000", "--no-proxy-headers", "--http", "h11", "--h11-max-incomplete-event-size", "16384", "--limit-concurrency", "1000", "--no-server-header"]

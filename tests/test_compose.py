@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from backend.devstack.app_process import SERVING_ARGS
 from backend.settings import DEFAULT_SECRET_KEY, DatabaseSettings, Settings
 from tests.support.image import (
     DOCKERFILE,
@@ -393,6 +394,8 @@ def test_dockerfile_serves_and_leaves_the_migrations_to_their_own_step() -> None
     assert words[words.index("--port") + 1] == "8000"
     # The app reads X-Forwarded-For itself (TRUSTED_PROXIES) and needs the real peer.
     assert "--no-proxy-headers" in words and "--proxy-headers" not in words
+    # Served as make dev, the tests and the bench serve it: the same limits and headers.
+    assert words[words.index("8000") + 1 :] == list(SERVING_ARGS)
 
 
 # --- .dockerignore ---------------------------------------------------------------------

@@ -8,8 +8,8 @@ from pydantic import SecretStr
 
 from backend.settings import Settings
 from tests.support.app_client import app_client
-from tests.support.settings import METRICS_TOKEN
 from tests.support.helpers import user_json
+from tests.support.settings import METRICS_TOKEN
 
 
 async def test_without_the_token_the_figures_are_not_shown(client: httpx.AsyncClient) -> None:

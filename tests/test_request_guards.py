@@ -13,11 +13,11 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from backend.devstack.app_process import AppProcess
 from backend.settings import Settings
 from backend.web.body_limit import MAX_BODY_BYTES
 from backend.web.hosts import host_allowed, host_name
 from tests.support.helpers import PASSWORD, rows, user_json
-from backend.devstack.app_process import AppProcess
 
 
 @pytest.fixture

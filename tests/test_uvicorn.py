@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.devstack.app_process import AppProcess
 from backend.settings import Settings
-from tests.support.helpers import csrf_token, rows, user_json, verify_link
+from tests.support.helpers import confirm, csrf_token, rows, user_json, verify_link
 from tests.support.mailhog import MailHog
 
 
@@ -27,7 +27,7 @@ async def test_register_through_the_form_and_confirm_from_the_inbox(
 
             [mail] = await mailhog.wait_for(1)
             link = verify_link(mail.part("text/html"))
-            confirmed = await browser.get(link.removeprefix(settings_url))
+            confirmed = await confirm(browser, link.removeprefix(settings_url))
 
         assert confirmed.status_code == 200 and "Email confirmed" in confirmed.text
         for _ in range(50):  # the audit row is written after the response

@@ -1,4 +1,6 @@
-"""GET /verify: confirmed, already confirmed, expired, forged; the link comes from the email."""
+"""The link from the email: its GET shows the account and a button, changing nothing (mail
+scanners open every link); the button's POST confirms. Confirmed, already confirmed,
+expired, forged."""
 
 import asyncio
 
@@ -11,7 +13,15 @@ from backend.accounts.tokens import human_duration
 from backend.devstack.app_process import AppProcess
 from backend.settings import Settings
 from tests.support.app_client import app_client
-from tests.support.helpers import csrf_token, jobs_settled, register_via_api, rows, verify_link
+from tests.support.helpers import (
+    confirm,
+    csrf_token,
+    hidden_field,
+    jobs_settled,
+    register_via_api,
+    rows,
+    verify_link,
+)
 from tests.support.mailhog import MailHog
 from tests.support.pages import expired_token
 
@@ -27,7 +37,7 @@ async def test_link_from_the_email_confirms_the_address(
     user = await register_via_api(client, "ada")
     link = await _link_from_inbox(mailhog)
 
-    response = await client.get(link)
+    response = await confirm(client, link)
 
     assert response.status_code == 200
     assert "Email confirmed" in response.text and "Thanks, ada" in response.text
@@ -37,12 +47,67 @@ async def test_link_from_the_email_confirms_the_address(
     assert [str(a["user_id"]) for a in audit] == [user["id"]]
 
 
+async def test_opening_the_link_confirms_nothing(
+    client: httpx.AsyncClient, mailhog: MailHog, engine: AsyncEngine
+) -> None:
+    await register_via_api(client, "ada")
+    link = await _link_from_inbox(mailhog)
+
+    # A mail scanner (Safe Links, Proofpoint) opens it, once or many times.
+    pages = [await client.get(link) for _ in range(3)]
+
+    for page in pages:
+        assert page.status_code == 200
+        assert "Confirm your email address" in page.text and "<strong>ada</strong>" in page.text
+        assert 'action="/verify"' in page.text and hidden_field(page.text, "token")
+    [stored] = await rows(engine, "SELECT email_verified_at FROM users")
+    assert stored["email_verified_at"] is None
+    assert await rows(engine, "SELECT id FROM audit_log WHERE action = 'user.email_verified'") == []
+
+
+async def test_the_button_needs_its_form_token(
+    client: httpx.AsyncClient, mailhog: MailHog, engine: AsyncEngine
+) -> None:
+    await register_via_api(client, "ada")
+    page = await client.get(await _link_from_inbox(mailhog))
+    token = hidden_field(page.text, "token")
+    other_form = csrf_token((await client.get("/verify/resend")).text)
+
+    for csrf in ["", "forged", other_form]:
+        refused = await client.post("/verify", data={"token": token, "csrf_token": csrf})
+        assert refused.status_code == 403, csrf
+        assert "did not come from this site" in refused.text
+        assert 'action="/verify"' in refused.text  # the button again, with a fresh token
+    cross_site = await client.post(
+        "/verify",
+        data={"token": token, "csrf_token": hidden_field(page.text, "csrf_token")},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert cross_site.status_code == 403
+    [stored] = await rows(engine, "SELECT email_verified_at FROM users")
+    assert stored["email_verified_at"] is None
+
+
+async def test_a_bad_token_posted_gets_the_friendly_page(
+    client: httpx.AsyncClient, mailhog: MailHog, engine: AsyncEngine
+) -> None:
+    await register_via_api(client, "ada")
+    page = await client.get(await _link_from_inbox(mailhog))
+    csrf = hidden_field(page.text, "csrf_token")
+    for token in ["not-a-token", "", hidden_field(page.text, "token")[:-3] + "AAA"]:
+        posted = await client.post("/verify", data={"token": token, "csrf_token": csrf})
+        assert posted.status_code == 400, token
+        assert "This link doesn't work" in posted.text
+    [stored] = await rows(engine, "SELECT email_verified_at FROM users")
+    assert stored["email_verified_at"] is None
+
+
 async def test_reused_link_says_already_confirmed(
     client: httpx.AsyncClient, mailhog: MailHog, engine: AsyncEngine
 ) -> None:
     await register_via_api(client, "ada")
     link = await _link_from_inbox(mailhog)
-    await client.get(link)
+    await confirm(client, link)
 
     again = await client.get(link)
 

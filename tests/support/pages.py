@@ -21,7 +21,7 @@ import httpx
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from backend.settings import Settings
-from tests.support.helpers import csrf_token, user_json
+from tests.support.helpers import csrf_token, hidden_field, user_json
 from tests.support.mailhog import MailHog
 from tests.support.ops import OPS_AUTH
 
@@ -38,6 +38,8 @@ APP_PAGES: dict[str, HtmlPage] = {
     "register form": HtmlPage("register.html", 200, no_store=True),
     "register form with errors": HtmlPage("register.html", 422, no_store=True),
     "registered": HtmlPage("registered.html", 200, no_store=True),
+    # The link's page, with its button; the button's answer; the link opened again.
+    "verify: asked": HtmlPage("verify.html", 200, no_store=True),
     "verify: confirmed": HtmlPage("verify.html", 200, no_store=True),
     "verify: already confirmed": HtmlPage("verify.html", 200, no_store=True),
     "verify: expired": HtmlPage("verify.html", 410, no_store=True),
@@ -146,7 +148,14 @@ async def fetch_app_pages(
         )
         [mail] = await mailhog.wait_for(1)
         link = verify_link(app_url, mail.part("text/plain"))
-        pages["verify: confirmed"] = await http.get(link)
+        pages["verify: asked"] = asked = await http.get(link)
+        pages["verify: confirmed"] = await http.post(
+            "/verify",
+            data={
+                "token": hidden_field(asked.text, "token"),
+                "csrf_token": csrf_token(asked.text),
+            },
+        )
         pages["verify: already confirmed"] = await http.get(link)
         pages["verify: expired"] = await http.get(
             "/verify", params={"token": expired_token(settings)}
