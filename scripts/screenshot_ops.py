@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings(
             _env_file=None,
             environment="test",
+            # The browser calls the app by its address (ALLOWED_HOSTS).
+            allowed_hosts="127.0.0.1",
             database_url=database_url,
             secret_key=secrets.token_urlsafe(32),
             ops_password=ops_password,
