@@ -82,3 +82,40 @@ async def test_a_storage_that_cannot_count_refuses_with_503(settings: Settings) 
     assert api.status_code == 503 and api.headers["retry-after"] == "5"
     assert form.status_code == 503 and form.headers["retry-after"] == "5"
     assert "text/html" in form.headers["content-type"]
+
+
+async def test_plus_tags_share_one_mailbox_budget(
+    settings: Settings, engine: AsyncEngine, mailhog: MailHog
+) -> None:
+    settings = settings.model_copy(update={"mail_per_address_limit": "3/hour"})
+    async with app_client(settings) as client:
+        answers = [
+            await client.post("/api/register", json=user_json(f"xuser{n}", f"x+{n}@example.com"))
+            for n in range(5)
+        ]
+        token = csrf_token((await client.get("/register")).text)
+        form = await client.post(
+            "/register", data={"csrf_token": token, **user_json("xuser5", "X+5@example.com")}
+        )
+        # The mailbox's own address is never refused its welcome email.
+        plain = await client.post("/api/register", json=user_json("xuser", "x@example.com"))
+
+    assert [answer.status_code for answer in answers] == [201, 201, 201, 429, 429]
+    assert 3000 < int(answers[3].headers["retry-after"]) <= 3600
+    assert "+tag" in answers[3].json()["detail"]
+    assert form.status_code == 429 and "+tag" in form.text
+    assert plain.status_code == 201
+    mails = await mailhog.wait_for(4)
+    assert sorted(address for mail in mails for address in mail.to) == [
+        "x+0@example.com",
+        "x+1@example.com",
+        "x+2@example.com",
+        "x@example.com",
+    ]
+    users = await rows(engine, "SELECT email FROM users ORDER BY email")
+    assert [user["email"] for user in users] == [
+        "x+0@example.com",
+        "x+1@example.com",
+        "x+2@example.com",
+        "x@example.com",
+    ]

@@ -23,7 +23,7 @@ from backend.accounts.registration_notice import notify_owner_instead
 from backend.accounts.schemas import RegistrationIn, UserOut
 from backend.accounts.welcome_email import enqueue_welcome_email
 from backend.audit.job_kind import enqueue_audit
-from backend.mail.addresses import UndeliverableAddress, check_deliverable
+from backend.mail.addresses import UndeliverableAddress, check_deliverable, is_tagged
 from backend.models import Job, User
 from backend.observability import metrics
 
@@ -47,6 +47,18 @@ class RegistrationRefused(Exception):
 
 class DuplicateUserError(RegistrationRefused):
     """The username or the email is taken (409)."""
+
+
+class MailboxBudgetUsed(Exception):
+    """A `+tag` address whose mailbox has had its MAIL_PER_ADDRESS_LIMIT of email: a new
+    account with yet another tag would be yet another welcome email to it (429)."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            "This mailbox has been sent too many emails lately. Please try again later, "
+            "or register with the address without its +tag."
+        )
+        self.retry_after = retry_after
 
 
 class UndeliverableEmailError(RegistrationRefused):
@@ -101,7 +113,11 @@ async def register(
     account is committed, even past the limit, and never refused by it: a refusal would
     leave the new account without its link. Nor is it needed: a second welcome email to
     the address needs a second account with it, which the unique index refuses. Resends
-    and notices to the address that follow find the budget used.
+    and notices to the address that follow find the budget used. A `+tag` address is the
+    exception: `ada+1@`, `ada+2@`… are accounts of their own and one mailbox, so each
+    asks the budget first, and past it the registration is refused (MailboxBudgetUsed)
+    before anything is written. An untagged address is never refused: someone asking for
+    resends to it cannot keep its owner from registering.
     """
     try:
         try:
@@ -109,6 +125,9 @@ async def register(
         except UndeliverableAddress as exc:
             message = f"We cannot send email to this address: {exc}"
             raise UndeliverableEmailError({"email": message}) from exc
+        tagged = is_tagged(str(data.email))
+        if tagged and (wait := await mail_limit.retry_after(address=str(data.email))):
+            raise MailboxBudgetUsed(wait)
         password_hash = await hasher.hash(data.password)
         holders = await _holders(
             session, data=data, replace_unverified_after=replace_unverified_after
@@ -149,9 +168,11 @@ async def register(
             # A racing registration took the address after our check: answered like any
             # taken address, its owner (now committed) notified.
             return await answer_as_new(None)
-        # After the commit: the session holds no connection meanwhile.
+        # After the commit: the session holds no connection meanwhile. (A tagged address
+        # was counted before.)
         try:
-            await mail_limit.count_sent(address=str(data.email))
+            if not tagged:
+                await mail_limit.count_sent(address=str(data.email))
         except Exception:
             # The account is saved and its email queued: an answer of failure now would
             # send the user to register again (and meet a 409). An uncounted email is a
@@ -168,6 +189,7 @@ _OUTCOMES: dict[type[Exception], metrics.RegistrationOutcome] = {
     DuplicateUserError: "conflict",
     UndeliverableEmailError: "undeliverable",
     HashingOverloaded: "overloaded",
+    MailboxBudgetUsed: "rate_limited",
 }
 
 

@@ -73,6 +73,13 @@ def check_deliverable(address: str, *, smtputf8: bool) -> None:
         )
 
 
+def is_tagged(address: str) -> bool:
+    """Whether the address carries a `+tag` (`ada+news@…`): another spelling of a mailbox
+    that has one without it (see `mailbox_key`)."""
+    local = address.rpartition("@")[0]
+    return "+" in local.lstrip("+")
+
+
 def mailbox_key(address: str) -> str:
     """One spelling per mailbox, for counting what it is sent: `Ada@Bücher.Example`,
     `ada+news@bücher.example` and `ada@xn--bcher-kva.example` are the same. The local part

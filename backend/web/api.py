@@ -4,7 +4,7 @@ from fastapi import APIRouter, Request, status
 from fastapi.responses import JSONResponse
 
 from backend.accounts.schemas import RegistrationIn, ResendAccepted, ResendIn, UserOut
-from backend.accounts.service import DuplicateUserError, RegistrationRefused
+from backend.accounts.service import DuplicateUserError, MailboxBudgetUsed, RegistrationRefused
 from backend.web.deps import (
     AfterResponseDep,
     RegisterLimitDep,
@@ -13,6 +13,7 @@ from backend.web.deps import (
     SessionDep,
     VerificationResendDep,
 )
+from backend.web.ratelimit import RateLimited
 from backend.web.responses import API_ERRORS, FieldError, FieldErrors
 
 # Every route here documents 422, 429 and 503 (with Retry-After) through API_ERRORS.
@@ -60,6 +61,8 @@ async def register_user(
     await register_limit.check(request, channel="api")
     try:
         registered = await registration.register(session, data=data, channel="api")
+    except MailboxBudgetUsed as exc:
+        raise RateLimited(exc.retry_after, detail=str(exc)) from exc
     except RegistrationRefused as exc:
         duplicate = isinstance(exc, DuplicateUserError)
         refusal = FieldErrors(

@@ -53,6 +53,10 @@ class JobsFilter:
 
 StateParam = Annotated[str, Query(max_length=16)]
 KindParam = Annotated[str, Query(max_length=64)]
+# jobs.id is a bigint: a larger number in a link or a form is a 422, not asyncpg's overflow
+# (a 500) when it reaches the query.
+JOB_ID_MAX = 2**63 - 1
+JobIdParam = Annotated[int | None, Query(ge=1, le=JOB_ID_MAX)]
 
 
 @router.get("/jobs", response_class=HTMLResponse)
@@ -63,10 +67,10 @@ async def jobs_page(
     operator: OperatorDep,
     state: StateParam = "",
     kind: KindParam = "",
-    before: Annotated[int | None, Query(ge=1)] = None,
+    before: JobIdParam = None,
     done: Action | None = None,
-    count: Annotated[int | None, Query(ge=0)] = None,
-    job: Annotated[int | None, Query(ge=1)] = None,
+    count: Annotated[int | None, Query(ge=0, le=JOB_ID_MAX)] = None,
+    job: JobIdParam = None,
 ) -> Response:
     notice = _notice(done, count, job) if done is not None and count is not None else None
     if state and state not in JOB_STATUSES:
@@ -87,10 +91,10 @@ class ActionForm(BaseModel):
     """A retry or cancel: one job (job_id), or the filter's jobs up to `through`."""
 
     csrf_token: str = ""
-    job_id: int | None = Field(default=None, ge=1)
+    job_id: int | None = Field(default=None, ge=1, le=JOB_ID_MAX)
     state: str = Field(default="", max_length=16)
     kind: str = Field(default="", max_length=64)
-    through: int | None = Field(default=None, ge=1)
+    through: int | None = Field(default=None, ge=1, le=JOB_ID_MAX)
 
 
 ActionFormDep = Annotated[ActionForm, Form()]

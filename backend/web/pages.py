@@ -9,7 +9,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from pydantic import ValidationError
 
 from backend.accounts.schemas import RegistrationIn
-from backend.accounts.service import DuplicateUserError, RegistrationRefused
+from backend.accounts.service import DuplicateUserError, MailboxBudgetUsed, RegistrationRefused
 from backend.observability import metrics
 from backend.web.csrf import FORM_REFUSED
 from backend.web.deps import (
@@ -21,6 +21,7 @@ from backend.web.deps import (
     SessionDep,
 )
 from backend.web.errors import field_messages
+from backend.web.ratelimit import RateLimited
 from backend.web.rendering import FormPage, render_form, templates
 from backend.web.security_headers import NO_STORE
 
@@ -87,6 +88,9 @@ async def register_submit(
         return render_form(request, csrf, page, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
     try:
         registered = await registration.register(session, data=data, channel="form")
+    except MailboxBudgetUsed as exc:
+        page = _register_page(values, errors={"email": str(exc)})
+        raise RateLimited(exc.retry_after, detail=str(exc), form=page) from exc
     except RegistrationRefused as exc:
         duplicate = isinstance(exc, DuplicateUserError)
         page = _register_page(
