@@ -139,7 +139,18 @@ def _freeze_startup_objects() -> None:
 async def _validation_failed(request: Request, exc: Exception) -> Response:
     # FastAPI's default echoes each rejected value, which would send a password back.
     assert isinstance(exc, RequestValidationError)
-    if request.scope.get("endpoint") is api.register_user:
+    endpoint = request.scope.get("endpoint")
+    # An invalid body counts against the client's limit as a valid one does: otherwise
+    # malformed requests, each parsed at our cost, would be free and without end.
+    web = get_web_context(request)
+    limits = {api.register_user: web.register_limit, api.resend_verification: web.resend_limit}
+    if endpoint in limits:
+        limit = limits[endpoint]
+        try:
+            await limit.check(request, channel="api")
+        except RateLimited as refused:
+            return await _rate_limited(request, refused)
+    if endpoint is api.register_user:
         # The API's field errors never reach the route: counted here, where they are answered.
         metrics.registration("api", "invalid")
     errors = [{k: v for k, v in error.items() if k != "input"} for error in exc.errors()]

@@ -121,3 +121,22 @@ async def test_counters_whose_period_is_over_are_swept(
     assert "stale" not in {row["key"] for row in left}
     # Keyed hashes only: neither the client's address nor the email address is stored.
     assert all(len(row["key"]) == 32 for row in left)
+
+
+async def test_invalid_requests_count_against_the_limit(settings: Settings) -> None:
+    limited = settings.model_copy(
+        update={"register_rate_limit": "2/minute", "resend_rate_limit": "2/minute"}
+    )
+    with AppProcess(limited) as app:
+        async with client(app.url) as http:
+            headers = {"content-type": "application/json"}
+            not_json = await http.post("/api/register", content=b"{", headers=headers)
+            invalid = await http.post("/api/register", json={"username": "x"})
+            valid = await attempt(http)
+            resends = [
+                (await http.post("/api/verification/resend", json={"email": email})).status_code
+                for email in ["not an address", "ada@example.com", "ada@example.com"]
+            ]
+
+    assert (not_json.status_code, invalid.status_code, valid) == (422, 422, 429)
+    assert resends == [422, 202, 429]

@@ -47,8 +47,9 @@ class InboxGuard:
         await self.app(scope, receive, send)
 
     def _cross_site(self, headers: Headers) -> bool:
-        if headers.get("sec-fetch-site", "") == "cross-site":
-            return True
+        fetch_site = headers.get("sec-fetch-site")
+        if fetch_site is not None:
+            return fetch_site not in ("same-origin", "none")
         origin = headers.get("origin")
         if origin is None:
             return False

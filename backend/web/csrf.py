@@ -5,9 +5,9 @@ The browser holds a random value in an HttpOnly cookie; each form carries that v
 signed with SECRET_KEY, timestamped and bound to that form. A cross-site page can make the
 browser send the cookie but can neither read it nor forge the signed field that must
 match it; and a token lifted from one form (the public registration page, say) does not
-work on another (the operator's). As Django does, a post whose `Origin` names another
-host is refused, and so is one the browser marks `Sec-Fetch-Site: cross-site` or
-`same-site` (a sibling subdomain is not this site). Under https the cookie is
+work on another (the operator's). A post the browser marks `Sec-Fetch-Site: cross-site`
+or `same-site` (a sibling subdomain is not this site) is refused, and, from a browser too
+old to say, one whose `Origin` names another host, as Django does. Under https the cookie is
 `__Host-csrftoken`: only this host over https can set it, so a sibling subdomain cannot
 plant a cookie of its own choosing (cookie tossing).
 """
@@ -77,12 +77,14 @@ class Csrf:
 
     def _from_this_site(self, request: Request) -> bool:
         fetch_site = request.headers.get("sec-fetch-site")
-        if fetch_site is not None and fetch_site not in _FETCH_SITES_ALLOWED:
-            return False
+        if fetch_site is not None:
+            # Every current browser sends it, and it is the browser's own word.
+            return fetch_site in _FETCH_SITES_ALLOWED
         origin = request.headers.get("origin")
-        if origin is None:
-            # Older browsers and tools send none; the signed token still decides.
+        if origin is None or origin == "null":
+            # Older browsers and tools send no Origin; and under this site's
+            # `Referrer-Policy: no-referrer` a browser's form post from our own page says
+            # "null". The signed token decides.
             return True
-        # "null" (a sandboxed frame, a redirect across sites) has no host: refused.
         host = urlsplit(origin).hostname or ""
         return host in self._hosts or host == (request.url.hostname or "")
