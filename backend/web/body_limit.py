@@ -23,7 +23,12 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = Headers(scope=scope).get("content-length")
+        headers = Headers(scope=scope)
+        declared = headers.get("content-length")
+        if declared is None and "transfer-encoding" not in headers:
+            # Neither: HTTP/1.1 says there is no body (a GET, a HEAD).
+            await self.app(scope, receive, send)
+            return
         if declared is not None:
             # The server (h11, httptools) holds the client to the length it declared.
             if not declared.isdigit() or int(declared) > self.max_bytes:

@@ -49,7 +49,11 @@ class Csrf:
         new_cookie = None
         if not value:
             value = new_cookie = secrets.token_urlsafe(32)
-        return self._serializer(form).dumps(value), new_cookie
+        return self.token_for(value, form=form), new_cookie
+
+    def token_for(self, cookie: str, *, form: str) -> str:
+        """The form field that goes with this cookie value on this form."""
+        return self._serializer(form).dumps(cookie)
 
     def set_cookie(self, response: Response, value: str) -> None:
         # Path "/" and no Domain: what the __Host- prefix requires.

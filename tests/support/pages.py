@@ -21,6 +21,7 @@ import httpx
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from backend.settings import Settings
+from backend.web.csrf import COOKIE_NAME, Csrf
 from tests.support.helpers import csrf_token, hidden_field, user_json
 from tests.support.mailhog import MailHog
 from tests.support.ops import OPS_AUTH
@@ -170,10 +171,15 @@ async def fetch_app_pages(
             "/verify/resend", data={"csrf_token": token, "email": "ada@example.com"}
         )
         pages["ops jobs"] = await http.get("/ops/jobs", auth=OPS_AUTH)
-        # The registration's jobs have all succeeded: a retry of the first finds it so. (One
-        # CSRF token serves every form of the site: it is bound to the browser's cookie.)
+        # The registration's jobs have all succeeded, so the page shows no action's form (and
+        # no token for it): the token is made here, as the page would make it for this
+        # browser. A retry of the first job finds it succeeded.
+        secret = settings.secret_key.get_secret_value()
+        ops_token = Csrf(secret, secure_cookies=False).token_for(
+            http.cookies[COOKIE_NAME], form="ops_jobs.html"
+        )
         pages["ops jobs: retried"] = await http.post(
-            "/ops/jobs/retry", data={"csrf_token": token, "job_id": "1"}, auth=OPS_AUTH
+            "/ops/jobs/retry", data={"csrf_token": ops_token, "job_id": "1"}, auth=OPS_AUTH
         )
         pages["ops jobs: failed"] = await http.get(
             "/ops/jobs", params={"state": "failed"}, auth=OPS_AUTH
