@@ -112,76 +112,60 @@ def _action_route(action: Action) -> Callable[..., Awaitable[Response]]:
         after_response: AfterResponseDep,
         form: ActionFormDep,
     ) -> Response:
-        return await _act(
-            request, context, session, csrf, operator, after_response, form, action=action
+        """One job, or every job of the filter up to `through` (the newest the page showed:
+        jobs queued since are left alone). Audited in the same transaction as the change."""
+        job_id, where = form.job_id, JobsFilter(form.state, form.kind)
+        shown = JobsFilter(where.state if where.state in JOB_STATUSES else "", where.kind)
+        if not csrf.is_valid(request, form.csrf_token, form="ops_jobs.html"):
+            return await _page(
+                request,
+                csrf,
+                session,
+                shown,
+                status_code=status.HTTP_403_FORBIDDEN,
+                error="This form expired or did not come from this page; nothing was done. "
+                "Please try again.",
+            )
+        allowed = admin.RETRYABLE if action == "retried" else admin.CANCELLABLE
+        if job_id is None and where.state not in allowed:
+            return await _page(
+                request,
+                csrf,
+                session,
+                shown,
+                status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+                error=f"Only {' or '.join(allowed)} jobs can be {action}: choose one of these "
+                "states first; nothing was done.",
+            )
+        details: dict[str, object] = {"via": "ops page", "client": operator.client}
+        if job_id is None:
+            details["filter"] = {"state": where.state, "kind": where.kind, "through": form.through}
+        act = admin.retry if action == "retried" else admin.cancel
+        changed = await act(
+            session,
+            by=operator.name,
+            record=record_job_actions,
+            job_id=job_id,
+            statuses=allowed if job_id is not None else [where.state],
+            kind=(where.kind or None) if job_id is None else None,
+            through_id=form.through if job_id is None else None,
+            details=details,
         )
+        await session.commit()
+        if action == "retried" and changed:
+            # Run them here at once (a batch's worth); any more, the poller drains.
+            batch = context.settings.job_batch_size
+            after_response.run_jobs(job.id for job in changed[:batch])
+            if len(changed) > batch:
+                context.runner.wake()
+        back = shown.url(done=action, count=len(changed), job=job_id)
+        return RedirectResponse(back, status_code=status.HTTP_303_SEE_OTHER)
 
     return act_on_jobs
 
 
 router.post("/jobs/retry", response_class=HTMLResponse)(_action_route("retried"))
 router.post("/jobs/cancel", response_class=HTMLResponse)(_action_route("cancelled"))
-
-
-async def _act(
-    request: Request,
-    context: ContextDep,
-    session: SessionDep,
-    csrf: CsrfDep,
-    operator: OperatorDep,
-    after_response: AfterResponseDep,
-    form: ActionForm,
-    *,
-    action: Action,
-) -> Response:
-    """One job, or every job of the filter up to `through` (the newest the page showed:
-    jobs queued since are left alone). Audited in the same transaction as the change."""
-    job_id, where = form.job_id, JobsFilter(form.state, form.kind)
-    shown = JobsFilter(where.state if where.state in JOB_STATUSES else "", where.kind)
-    if not csrf.is_valid(request, form.csrf_token, form="ops_jobs.html"):
-        return await _page(
-            request,
-            csrf,
-            session,
-            shown,
-            status_code=status.HTTP_403_FORBIDDEN,
-            error="This form expired or did not come from this page; nothing was done. "
-            "Please try again.",
-        )
-    allowed = admin.RETRYABLE if action == "retried" else admin.CANCELLABLE
-    if job_id is None and where.state not in allowed:
-        return await _page(
-            request,
-            csrf,
-            session,
-            shown,
-            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
-            error=f"Only {' or '.join(allowed)} jobs can be {action}: choose one of these "
-            "states first; nothing was done.",
-        )
-    details: dict[str, object] = {"via": "ops page", "client": operator.client}
-    if job_id is None:
-        details["filter"] = {"state": where.state, "kind": where.kind, "through": form.through}
-    act = admin.retry if action == "retried" else admin.cancel
-    changed = await act(
-        session,
-        by=operator.name,
-        record=record_job_actions,
-        job_id=job_id,
-        statuses=allowed if job_id is not None else [where.state],
-        kind=(where.kind or None) if job_id is None else None,
-        through_id=form.through if job_id is None else None,
-        details=details,
-    )
-    await session.commit()
-    if action == "retried" and changed:
-        # Run them here at once (a batch's worth); any more, the poller drains.
-        batch = context.settings.job_batch_size
-        after_response.run_jobs(job.id for job in changed[:batch])
-        if len(changed) > batch:
-            context.runner.wake()
-    back = shown.url(done=action, count=len(changed), job=job_id)
-    return RedirectResponse(back, status_code=status.HTTP_303_SEE_OTHER)
 
 
 async def _page(
