@@ -6,6 +6,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +17,16 @@ import pytest
 
 from backend.devstack import REPO_ROOT
 from tests.support.helpers import user_json
+
+
+@pytest.fixture
+def outside_pytest_tmp() -> Iterator[Path]:
+    """A directory for the dev data outside pytest's own: run as root, Postgres runs as the
+    `pgserver` user, who must traverse every parent directory. pgserver opens them up at
+    start, but any pytest session that starts meanwhile (a second suite on the machine)
+    closes /tmp/pytest-of-root again (mode 0700), and pg_ctl could no longer stop it."""
+    with tempfile.TemporaryDirectory(prefix="devstack-test-") as directory:
+        yield Path(directory)
 
 
 @contextmanager
@@ -63,8 +74,10 @@ def ctrl_c(stack: subprocess.Popen[bytes]) -> int:
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-def test_ctrl_c_stops_everything_cleanly_and_data_survives(tmp_path: Path) -> None:
-    data_dir = tmp_path / "devdata"
+def test_ctrl_c_stops_everything_cleanly_and_data_survives(
+    tmp_path: Path, outside_pytest_tmp: Path
+) -> None:
+    data_dir = outside_pytest_tmp / "devdata"
     first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
     with devstack(data_dir, first_log) as (stack, url):
         assert httpx.post(f"{url}/api/register", json=user_json("ada")).status_code == 201
