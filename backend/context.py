@@ -1,15 +1,22 @@
 """Everything the app builds once at start-up, shared by requests and background work."""
 
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from backend.accounts import registration_notice, resend, welcome_email
-from backend.accounts.features import EmailVerification, Registration, VerificationResend
+from backend.accounts.features import (
+    EmailVerification,
+    Registration,
+    SignIn,
+    VerificationResend,
+)
 from backend.accounts.mail_limit import MailLimit
 from backend.accounts.passwords import PasswordHasher
+from backend.accounts.signin_limit import AccountSigninLimit
 from backend.accounts.tokens import VerificationTokens
 from backend.accounts.user_email import UserEmailHandler
 from backend.audit.job_kind import KIND as AUDIT_KIND
@@ -50,6 +57,8 @@ class AppContext:
     register_limit: Limiter
     # RESEND_RATE_LIMIT, per client, whatever the address asked for.
     resend_limit: Limiter
+    # SIGNIN_RATE_LIMIT per client (the per-login count is the SignIn service's).
+    signin_limit: Limiter
     # MAIL_PER_ADDRESS_LIMIT: every path that queues an email to an address asks it first.
     mail_limit: MailLimit
     # The queue's figures for GET /metrics, read when scraped and cached a few seconds.
@@ -58,6 +67,7 @@ class AppContext:
     registration: Registration
     verification_resend: VerificationResend
     email_verification: EmailVerification
+    sign_in: SignIn
 
     @classmethod
     def build(cls, settings: Settings) -> "AppContext":
@@ -140,6 +150,20 @@ class AppContext:
             counter=rate_counter,
             secret=secret,
         )
+        signin_limit = Limiter(
+            name="signin",
+            limit=settings.signin_rate_limit,
+            counter=rate_counter,
+            secret=secret,
+        )
+        account_signin_limit = AccountSigninLimit(
+            Limiter(
+                name="signin-account",
+                limit=settings.signin_rate_limit,
+                counter=rate_counter,
+                secret=secret,
+            )
+        )
         mail_limit = MailLimit(
             Limiter(
                 name="mail-to",
@@ -165,6 +189,7 @@ class AppContext:
             rate_counter=rate_counter,
             register_limit=register_limit,
             resend_limit=resend_limit,
+            signin_limit=signin_limit,
             mail_limit=mail_limit,
             queue_stats=QueueStats(sessionmaker, kinds=tuple(handlers)),
             registration=Registration(
@@ -179,6 +204,14 @@ class AppContext:
                 sender_address=settings.mail_from, mail_limit=mail_limit
             ),
             email_verification=EmailVerification(tokens=tokens),
+            sign_in=SignIn(
+                hasher=hasher,
+                account_limit=account_signin_limit,
+                require_verified=settings.signin_requires_verified_email,
+                browser_lifetime=timedelta(seconds=settings.session_max_age_seconds),
+                bearer_lifetime=timedelta(seconds=settings.api_token_max_age_seconds),
+                idle=timedelta(seconds=settings.session_idle_seconds),
+            ),
         )
 
     async def close(self) -> None:

@@ -158,6 +158,19 @@ async def test_every_page_of_the_app_passes_axe_and_its_csp(
     await expect(page.get_by_role("heading", level=1)).to_have_text("Check your inbox")
     await checks.check("resend sent")
 
+    # Signing in: a wrong password, then the right one, which leads to the account page.
+    await page.goto(f"{app.url}/login")
+    await checks.check("login form")
+    await page.get_by_label("Username or email").fill("ada")
+    await page.get_by_label("Password").fill("not the password")
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("alert")).to_contain_text("Incorrect")
+    await checks.check("login form: wrong login")
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page).to_have_url(f"{app.url}/account")
+    await checks.check("account")
+
     # The operator page, with jobs in every state; driven by its forms (it has no script).
     failed = (await seed_jobs(engine))["failed"][0]
     await page.goto(f"{app.url}/ops/jobs")

@@ -11,11 +11,13 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.accounts import resend, service, verification
+from backend.accounts import resend, service, signin, verification
 from backend.accounts.mail_limit import MailLimit
 from backend.accounts.passwords import PasswordHasher
 from backend.accounts.schemas import RegistrationIn
+from backend.accounts.signin_limit import AccountSigninLimit
 from backend.accounts.tokens import VerificationTokens
+from backend.models import User
 from backend.observability import metrics
 
 
@@ -84,3 +86,62 @@ class EmailVerification:
     def link_lifetime(self) -> str:
         """How long a link works, in words ("48 hours"), for the pages that mention it."""
         return self.tokens.lifetime
+
+
+class TooManySignIns(Exception):
+    """The login was tried SIGNIN_RATE_LIMIT times lately (whether or not an account has
+    it); another try may come in `retry_after` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many sign-in attempts; retry after {retry_after}s")
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True, kw_only=True)
+class SignIn:
+    """`signin` with the hasher, the per-account limit, SIGNIN_REQUIRES_VERIFIED_EMAIL and
+    the session lifetimes (SESSION_MAX_AGE_SECONDS, SESSION_IDLE_SECONDS,
+    API_TOKEN_MAX_AGE_SECONDS) applied."""
+
+    hasher: PasswordHasher
+    account_limit: AccountSigninLimit
+    require_verified: bool
+    browser_lifetime: timedelta
+    bearer_lifetime: timedelta
+    idle: timedelta
+
+    async def sign_in(
+        self,
+        session: AsyncSession,
+        *,
+        login: str,
+        password: str,
+        kind: signin.SessionKind,
+        user_agent: str | None,
+    ) -> signin.SignedIn | signin.SignInProblem:
+        """Raises TooManySignIns past the login's limit (before any lookup or hash), and
+        HashingOverloaded when the hashers are saturated."""
+        if wait := await self.account_limit.retry_after(login=login):
+            raise TooManySignIns(wait)
+        lifetime = self.browser_lifetime if kind == "browser" else self.bearer_lifetime
+        return await signin.sign_in(
+            session,
+            login=login,
+            password=password,
+            kind=kind,
+            user_agent=user_agent,
+            lifetime=lifetime,
+            hasher=self.hasher,
+            require_verified=self.require_verified,
+        )
+
+    async def user(
+        self, session: AsyncSession, *, token: str, kind: signin.SessionKind
+    ) -> User | None:
+        """The signed-in user of this token, or None (unknown, expired, idle, revoked)."""
+        return await signin.signed_in_user(session, token=token, kind=kind, idle=self.idle)
+
+    async def sign_out(
+        self, session: AsyncSession, *, token: str, kind: signin.SessionKind
+    ) -> bool:
+        return await signin.revoke(session, token=token, kind=kind)

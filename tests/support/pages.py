@@ -22,7 +22,7 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from backend.settings import Settings
 from backend.web.csrf import COOKIE_NAME, Csrf
-from tests.support.helpers import csrf_token, hidden_field, user_json
+from tests.support.helpers import PASSWORD, csrf_token, hidden_field, user_json
 from tests.support.mailhog import MailHog
 from tests.support.ops import OPS_AUTH
 
@@ -48,6 +48,10 @@ APP_PAGES: dict[str, HtmlPage] = {
     "resend form": HtmlPage("resend.html", 200, no_store=True),
     "resend form with errors": HtmlPage("resend.html", 422, no_store=True),
     "resend sent": HtmlPage("resend_sent.html", 200, no_store=True),
+    # Signing in: the form, a wrong password on it, and the page it leads to.
+    "login form": HtmlPage("login.html", 200, no_store=True),
+    "login form: wrong login": HtmlPage("login.html", 401, no_store=True),
+    "account": HtmlPage("account.html", 200, no_store=True),
     # The answers of POST /register when Argon2's queue is full, and when the database is down.
     "busy": HtmlPage("busy.html", 503, no_store=True),
     "unavailable": HtmlPage("unavailable.html", 503, no_store=True),
@@ -170,6 +174,12 @@ async def fetch_app_pages(
         pages["resend sent"] = await http.post(
             "/verify/resend", data={"csrf_token": token, "email": "ada@example.com"}
         )
+        pages["login form"] = login = await http.get("/login")
+        sign_in = {"csrf_token": csrf_token(login.text), "login": "ada"}
+        pages["login form: wrong login"] = await http.post(
+            "/login", data={**sign_in, "password": "not the password"}
+        )
+        pages["account"] = await http.post("/login", data={**sign_in, "password": PASSWORD})
         pages["ops jobs"] = await http.get("/ops/jobs", auth=OPS_AUTH)
         # The registration's jobs have all succeeded, so the page shows no action's form (and
         # no token for it): the token is made here, as the page would make it for this
