@@ -35,6 +35,8 @@ from backend.web import (
     metrics_route,
     ops,
     pages,
+    password_api,
+    password_pages,
     signin_api,
     signin_pages,
     verification_pages,
@@ -104,8 +106,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(verification_pages.router)
     app.include_router(signin_pages.router)
+    app.include_router(password_pages.router)
     app.include_router(api.router)
     app.include_router(signin_api.router)
+    app.include_router(password_api.router)
     app.include_router(health.router)
     app.include_router(metrics_route.router)
     if settings.ops_enabled:
@@ -158,6 +162,7 @@ async def _validation_failed(request: Request, exc: Exception) -> Response:
         api.register_user: web.register_limit,
         api.resend_verification: web.resend_limit,
         signin_api.issue_token: web.signin_limit,
+        password_api.forgot_password: web.password_reset_limit,
     }
     if endpoint in limits:
         limit = limits[endpoint]

@@ -44,6 +44,8 @@ class User(Base):
     verification_sent_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+    # When the password last changed (a reset): every reset link made before dies.
+    password_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     # Case-insensitive uniqueness lives in the database so racing requests cannot both win.
     __table_args__ = (
@@ -77,6 +79,23 @@ class UserSession(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (CheckConstraint("kind IN ('browser', 'bearer')", name="kind_known"),)
+
+
+class PasswordResetToken(Base):
+    """A password reset link: only the SHA-256 of its opaque token is stored. It works
+    once (`used_at`), until `expires_at`, and only if made after the password last
+    changed (`users.password_changed_at`)."""
+
+    __tablename__ = "password_reset_tokens"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class AuditLog(Base):

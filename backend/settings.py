@@ -121,6 +121,10 @@ class Settings(DatabaseSettings):
     session_max_age_seconds: int = Field(default=14 * 86400, ge=1)
     session_idle_seconds: int = Field(default=2 * 86400, ge=1)
     api_token_max_age_seconds: int = Field(default=3600, ge=1)
+    # Password reset (docs/signin.md): how long a reset link works, and the requests per
+    # client (429) and per address (past it, the email is dropped: the answer is the same).
+    password_reset_token_ttl: int = Field(default=3600, ge=1)
+    password_reset_rate_limit: str = "5/hour"
     # Argon2 hashes run at once (0: one per core), and how many more may wait their turn;
     # past that a registration gets 503 with Retry-After at once.
     password_hash_workers: int = Field(default=0, ge=0)
@@ -190,6 +194,7 @@ class Settings(DatabaseSettings):
         "mail_send_rate",
         "mail_per_address_limit",
         "signin_rate_limit",
+        "password_reset_rate_limit",
     )
     @classmethod
     def _parse_rate_limit(cls, value: str) -> str:

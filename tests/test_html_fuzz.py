@@ -68,6 +68,10 @@ ROUTES = st.sampled_from(
         ("POST", "/login"),
         ("GET", "/account"),
         ("POST", "/logout"),
+        ("GET", "/password/forgot"),
+        ("POST", "/password/forgot"),
+        ("GET", "/password/reset"),
+        ("POST", "/password/reset"),
         ("GET", "/ops/jobs"),
         ("POST", "/ops/jobs/retry"),
         ("POST", "/ops/jobs/cancel"),
@@ -98,7 +102,12 @@ def test_html_routes_never_answer_5xx(
     method, path = route
     if real_token and method == "POST":
         # A valid form token, so that the input reaches the handler behind the check.
-        forms = {"/register": "/register", "/verify/resend": "/verify/resend", "/login": "/login"}
+        forms = {
+            "/register": "/register",
+            "/verify/resend": "/verify/resend",
+            "/login": "/login",
+            "/password/forgot": "/password/forgot",
+        }
         form_page = forms.get(path, "/ops/jobs")
         page = http.get(form_page)
         if 'name="csrf_token"' in page.text:

@@ -6,12 +6,13 @@ what its request brought. The work itself stays in the modules named here, as pl
 functions that tests and tools call with every argument.
 """
 
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.accounts import resend, service, signin, verification
+from backend.accounts import password_reset, resend, service, signin, verification
 from backend.accounts.mail_limit import MailLimit
 from backend.accounts.passwords import PasswordHasher
 from backend.accounts.schemas import RegistrationIn
@@ -19,6 +20,9 @@ from backend.accounts.signin_limit import AccountSigninLimit
 from backend.accounts.tokens import VerificationTokens
 from backend.models import User
 from backend.observability import metrics
+from backend.ratelimits import Limiter
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -145,3 +149,54 @@ class SignIn:
         self, session: AsyncSession, *, token: str, kind: signin.SessionKind
     ) -> bool:
         return await signin.revoke(session, token=token, kind=kind)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PasswordReset:
+    """`password_reset` with MAIL_FROM, the mail budget, PASSWORD_RESET_RATE_LIMIT per
+    address and the hasher applied; a completed reset clears the account's sign-in counts."""
+
+    sender_address: str
+    mail_limit: MailLimit
+    address_limit: Limiter
+    hasher: PasswordHasher
+    account_limit: AccountSigninLimit
+    # PASSWORD_RESET_TOKEN_TTL in words ("1 hour"), for the pages that mention it.
+    link_lifetime: str
+
+    async def request(
+        self, session: AsyncSession, *, email: str, channel: metrics.Channel
+    ) -> tuple[int, ...]:
+        """The job ids to start (empty when nothing was queued: never for the answer)."""
+        return await password_reset.request_password_reset(
+            session,
+            email=email,
+            channel=channel,
+            sender_address=self.sender_address,
+            mail_limit=self.mail_limit,
+            address_limit=self.address_limit,
+        )
+
+    async def check(self, session: AsyncSession, *, token: str) -> password_reset.ResetResult:
+        """Read only: what the link would do (see `check_reset_link`)."""
+        return await password_reset.check_reset_link(session, token=token)
+
+    async def reset(
+        self, session: AsyncSession, *, token: str, password: str, channel: metrics.Channel
+    ) -> password_reset.ResetResult:
+        result = await password_reset.reset_password(
+            session,
+            token=token,
+            password=password,
+            channel=channel,
+            hasher=self.hasher,
+            sender_address=self.sender_address,
+        )
+        if result.status is password_reset.ResetLink.DONE:
+            # After the commit, and not fatal: the password is changed either way.
+            try:
+                await self.account_limit.clear(logins=result.logins)
+                await self.mail_limit.count_sent(address=result.logins[1])
+            except Exception:
+                log.warning("a reset's sign-in counts could not be cleared", exc_info=True)
+        return result

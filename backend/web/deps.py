@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.accounts.features import (
     EmailVerification,
+    PasswordReset,
     Registration,
     SignIn,
     VerificationResend,
@@ -40,6 +41,7 @@ class WebContext:
     register_limit: ClientLimit
     resend_limit: ClientLimit
     signin_limit: ClientLimit
+    password_reset_limit: ClientLimit
     session_cookie: SessionCookie
 
     @classmethod
@@ -71,6 +73,12 @@ class WebContext:
                 trusted_proxies=proxies,
                 detail=TOO_MANY_SIGNINS,
                 form_error=TOO_MANY_SIGNINS_FORM,
+            ),
+            password_reset_limit=ClientLimit(
+                context.password_reset_limit,
+                trusted_proxies=proxies,
+                detail="Too many requests. Please wait and try again.",
+                form_error="Too many requests. Please wait {seconds} seconds and try again.",
             ),
             session_cookie=SessionCookie(
                 secure=settings.cookies_secure,
@@ -140,6 +148,14 @@ def get_session_cookie(web: WebContextDep) -> SessionCookie:
     return web.session_cookie
 
 
+def get_password_reset_limit(web: WebContextDep) -> ClientLimit:
+    return web.password_reset_limit
+
+
+def get_password_reset(context: ContextDep) -> PasswordReset:
+    return context.password_reset
+
+
 def get_sign_in(context: ContextDep) -> SignIn:
     return context.sign_in
 
@@ -168,3 +184,5 @@ EmailVerificationDep = Annotated[EmailVerification, Depends(get_email_verificati
 SigninLimitDep = Annotated[ClientLimit, Depends(get_signin_limit)]
 SessionCookieDep = Annotated[SessionCookie, Depends(get_session_cookie)]
 SignInDep = Annotated[SignIn, Depends(get_sign_in)]
+PasswordResetLimitDep = Annotated[ClientLimit, Depends(get_password_reset_limit)]
+PasswordResetDep = Annotated[PasswordReset, Depends(get_password_reset)]

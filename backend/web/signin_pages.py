@@ -7,7 +7,7 @@ like every form (login CSRF: another site must not sign a browser into its own a
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request, status
+from fastapi import APIRouter, Form, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from backend.accounts.features import TooManySignIns
@@ -33,9 +33,12 @@ WRONG_LOGIN = "Incorrect username, email or password."
 UNCONFIRMED = "Please confirm your email address first: follow the link we emailed you."
 
 
-def _login_page(login: str = "", *, unconfirmed: bool = False) -> FormPage:
+PASSWORD_CHANGED = "Your password was changed. Sign in with the new one."
+
+
+def _login_page(login: str = "", *, unconfirmed: bool = False, notice: str = "") -> FormPage:
     # Never the password: the form comes back with the login as typed only.
-    return FormPage("login.html", {"login": login, "unconfirmed": unconfirmed})
+    return FormPage("login.html", {"login": login, "unconfirmed": unconfirmed, "notice": notice})
 
 
 def _account_page(user: User) -> FormPage:
@@ -54,8 +57,12 @@ def _see_other(path: str) -> RedirectResponse:
 
 
 @router.get("/login", response_class=HTMLResponse, dependencies=[NO_STORE])
-async def login_form(request: Request, csrf: CsrfDep) -> Response:
-    return render_form(request, csrf, _login_page())
+async def login_form(
+    request: Request, csrf: CsrfDep, reset: Annotated[str, Query(max_length=16)] = ""
+) -> Response:
+    # `?reset=done`: where a completed password reset leads (web/password_pages.py).
+    notice = PASSWORD_CHANGED if reset == "done" else ""
+    return render_form(request, csrf, _login_page(notice=notice))
 
 
 @router.post("/login", response_class=HTMLResponse, dependencies=[NO_STORE])

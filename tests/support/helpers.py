@@ -131,3 +131,23 @@ async def bearer_token(http: httpx.AsyncClient, login: str, password: str = PASS
     assert answer.status_code == 200, answer.text
     token: str = answer.json()["access_token"]
     return token
+
+
+def reset_token(body: str) -> str:
+    """The token of the password reset link in an email's part."""
+    match = re.search(r"/password/reset\?token=([A-Za-z0-9_\-]+)", body)
+    assert match, f"no reset link in: {body!r}"
+    return match.group(1)
+
+
+async def mails_about(
+    mailhog: Any, words: str, count: int = 1, *, within: float = 30.0
+) -> list[Any]:
+    """Wait for `count` delivered emails whose subject contains `words`; returns them."""
+    deadline = time.monotonic() + within
+    while True:
+        found = [m for m in await mailhog.messages() if words in m.subject]
+        if len(found) >= count or time.monotonic() > deadline:
+            assert len(found) >= count, f"{len(found)} emails about {words!r}, not {count}"
+            return found
+        await asyncio.sleep(0.1)
