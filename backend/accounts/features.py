@@ -196,7 +196,8 @@ class PasswordReset:
             # After the commit, and not fatal: the password is changed either way.
             try:
                 await self.account_limit.clear(logins=result.logins)
-                await self.mail_limit.count_sent(address=result.logins[1])
+                if result.email:
+                    await self.mail_limit.count_sent(address=result.email)
             except Exception:
-                log.warning("a reset's sign-in counts could not be cleared", exc_info=True)
+                log.warning("a reset's counts could not be updated", exc_info=True)
         return result

@@ -20,7 +20,20 @@ import enum
 import typing
 from dataclasses import dataclass
 
-from sqlalchemy import Boolean, Table, Text, and_, cast, func, literal, or_, select, true, update
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Table,
+    Text,
+    and_,
+    cast,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.accounts import password_changed_email, password_reset_email
@@ -55,9 +68,14 @@ class ResetLink(enum.Enum):
 class ResetResult:
     status: ResetLink
     username: str | None = None
-    # After DONE: the jobs to start, and the account's logins (their sign-in counts cleared).
+    # After DONE: the jobs to start, and the account's username and address (its sign-in
+    # counts are cleared; the "password changed" email is counted in its mail budget).
     job_ids: tuple[int, ...] = ()
-    logins: tuple[str, ...] = ()
+    email: str | None = None
+
+    @property
+    def logins(self) -> tuple[str, ...]:
+        return tuple(login for login in (self.username, self.email) if login)
 
 
 async def request_password_reset(
@@ -103,7 +121,7 @@ async def request_password_reset(
     return (queued[0], queued[1]) if queued else ()
 
 
-def _still_works() -> typing.Any:
+def _still_works() -> ColumnElement[bool]:
     """The link's conditions, with `users` joined: unused, unexpired, made after the
     password last changed."""
     return and_(
@@ -219,5 +237,5 @@ async def reset_password(
         ResetLink.DONE,
         username=changed.username,
         job_ids=tuple(job.id for job in jobs),
-        logins=(changed.username, changed.email),
+        email=changed.email,
     )
