@@ -1,15 +1,29 @@
 """Everything the app builds once at start-up, shared by requests and background work."""
 
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from backend.accounts import registration_notice, resend, welcome_email
-from backend.accounts.features import EmailVerification, Registration, VerificationResend
+from backend.accounts import (
+    password_changed_email,
+    password_reset_email,
+    registration_notice,
+    resend,
+    welcome_email,
+)
+from backend.accounts.features import (
+    EmailVerification,
+    PasswordReset,
+    Registration,
+    SignIn,
+    VerificationResend,
+)
 from backend.accounts.mail_limit import MailLimit
 from backend.accounts.passwords import PasswordHasher
+from backend.accounts.signin_limit import AccountSigninLimit
 from backend.accounts.tokens import VerificationTokens
 from backend.accounts.user_email import UserEmailHandler
 from backend.audit.job_kind import KIND as AUDIT_KIND
@@ -50,6 +64,10 @@ class AppContext:
     register_limit: Limiter
     # RESEND_RATE_LIMIT, per client, whatever the address asked for.
     resend_limit: Limiter
+    # SIGNIN_RATE_LIMIT per client (the per-login count is the SignIn service's).
+    signin_limit: Limiter
+    # PASSWORD_RESET_RATE_LIMIT per client (the per-address count is PasswordReset's).
+    password_reset_limit: Limiter
     # MAIL_PER_ADDRESS_LIMIT: every path that queues an email to an address asks it first.
     mail_limit: MailLimit
     # The queue's figures for GET /metrics, read when scraped and cached a few seconds.
@@ -58,6 +76,8 @@ class AppContext:
     registration: Registration
     verification_resend: VerificationResend
     email_verification: EmailVerification
+    sign_in: SignIn
+    password_reset: PasswordReset
 
     @classmethod
     def build(cls, settings: Settings) -> "AppContext":
@@ -95,12 +115,20 @@ class AppContext:
             app_base_url=settings.app_base_url,
             batch_size=settings.mail_batch_size,
         )
+        reset_links = password_reset_email.ResetLinks(
+            ttl_seconds=settings.password_reset_token_ttl, app_base_url=settings.app_base_url
+        )
         # Each email is a kind of its own, defined with its feature; the queue knows none.
         handlers: dict[str, Handler] = {
             welcome_email.KIND: email_handler(template=welcome_email.TEMPLATE),
             # A resent link is not sent to someone who has confirmed since asking.
             resend.KIND: email_handler(template=resend.TEMPLATE, skip_verified=True),
             registration_notice.KIND: email_handler(template=registration_notice.TEMPLATE),
+            # The reset link's token row is written when the email is sent.
+            password_reset_email.KIND: email_handler(
+                template=password_reset_email.TEMPLATE, send_time_values=reset_links
+            ),
+            password_changed_email.KIND: email_handler(template=password_changed_email.TEMPLATE),
             AUDIT_KIND: AuditHandler(),
         }
         recorder_engine = create_recorder_engine(settings.database_url)
@@ -140,6 +168,32 @@ class AppContext:
             counter=rate_counter,
             secret=secret,
         )
+        signin_limit = Limiter(
+            name="signin",
+            limit=settings.signin_rate_limit,
+            counter=rate_counter,
+            secret=secret,
+        )
+        account_signin_limit = AccountSigninLimit(
+            Limiter(
+                name="signin-account",
+                limit=settings.signin_rate_limit,
+                counter=rate_counter,
+                secret=secret,
+            )
+        )
+        password_reset_limit = Limiter(
+            name="password-reset",
+            limit=settings.password_reset_rate_limit,
+            counter=rate_counter,
+            secret=secret,
+        )
+        password_reset_address_limit = Limiter(
+            name="password-reset-to",
+            limit=settings.password_reset_rate_limit,
+            counter=rate_counter,
+            secret=secret,
+        )
         mail_limit = MailLimit(
             Limiter(
                 name="mail-to",
@@ -165,6 +219,8 @@ class AppContext:
             rate_counter=rate_counter,
             register_limit=register_limit,
             resend_limit=resend_limit,
+            signin_limit=signin_limit,
+            password_reset_limit=password_reset_limit,
             mail_limit=mail_limit,
             queue_stats=QueueStats(sessionmaker, kinds=tuple(handlers)),
             registration=Registration(
@@ -179,6 +235,22 @@ class AppContext:
                 sender_address=settings.mail_from, mail_limit=mail_limit
             ),
             email_verification=EmailVerification(tokens=tokens),
+            sign_in=SignIn(
+                hasher=hasher,
+                account_limit=account_signin_limit,
+                require_verified=settings.signin_requires_verified_email,
+                browser_lifetime=timedelta(seconds=settings.session_max_age_seconds),
+                bearer_lifetime=timedelta(seconds=settings.api_token_max_age_seconds),
+                idle=timedelta(seconds=settings.session_idle_seconds),
+            ),
+            password_reset=PasswordReset(
+                sender_address=settings.mail_from,
+                mail_limit=mail_limit,
+                address_limit=password_reset_address_limit,
+                hasher=hasher,
+                account_limit=account_signin_limit,
+                link_lifetime=reset_links.lifetime,
+            ),
         )
 
     async def close(self) -> None:

@@ -29,7 +29,18 @@ from backend.log_config import configure_logging
 from backend.observability import metrics, tracing
 from backend.ratelimits import RateLimitStorageUnavailable
 from backend.settings import Settings, get_settings, settings_or_exit
-from backend.web import api, health, metrics_route, ops, pages, verification_pages
+from backend.web import (
+    api,
+    health,
+    metrics_route,
+    ops,
+    pages,
+    password_api,
+    password_pages,
+    signin_api,
+    signin_pages,
+    verification_pages,
+)
 from backend.web.body_limit import BodyLimit
 from backend.web.deps import WebContext, get_web_context
 from backend.web.docs import docs_router
@@ -94,7 +105,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(docs_router(openapi_url="/openapi.json"))
     app.include_router(pages.router)
     app.include_router(verification_pages.router)
+    app.include_router(signin_pages.router)
+    app.include_router(password_pages.router)
     app.include_router(api.router)
+    app.include_router(signin_api.router)
+    app.include_router(password_api.router)
     app.include_router(health.router)
     app.include_router(metrics_route.router)
     if settings.ops_enabled:
@@ -143,7 +158,12 @@ async def _validation_failed(request: Request, exc: Exception) -> Response:
     # An invalid body counts against the client's limit as a valid one does: otherwise
     # malformed requests, each parsed at our cost, would be free and without end.
     web = get_web_context(request)
-    limits = {api.register_user: web.register_limit, api.resend_verification: web.resend_limit}
+    limits = {
+        api.register_user: web.register_limit,
+        api.resend_verification: web.resend_limit,
+        signin_api.issue_token: web.signin_limit,
+        password_api.forgot_password: web.password_reset_limit,
+    }
     if endpoint in limits:
         limit = limits[endpoint]
         try:

@@ -112,6 +112,19 @@ class Settings(DatabaseSettings):
     rate_limit_storage_url: str = ""
     # Reverse proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For is believed.
     trusted_proxies: str = ""
+    # Sign-in (docs/signin.md). The right password on an unconfirmed address gets 403.
+    signin_requires_verified_email: bool = True
+    # Sign-in attempts, per client and per login (a username or an address as typed).
+    signin_rate_limit: str = "10/minute"
+    # A browser session ends this long after sign-in whatever happens, or once unused for
+    # the idle time; a bearer token from POST /api/token lasts API_TOKEN_MAX_AGE_SECONDS.
+    session_max_age_seconds: int = Field(default=14 * 86400, ge=1)
+    session_idle_seconds: int = Field(default=2 * 86400, ge=1)
+    api_token_max_age_seconds: int = Field(default=3600, ge=1)
+    # Password reset (docs/signin.md): how long a reset link works, and the requests per
+    # client (429) and per address (past it, the email is dropped: the answer is the same).
+    password_reset_token_ttl: int = Field(default=3600, ge=1)
+    password_reset_rate_limit: str = "5/hour"
     # Argon2 hashes run at once (0: one per core), and how many more may wait their turn;
     # past that a registration gets 503 with Retry-After at once.
     password_hash_workers: int = Field(default=0, ge=0)
@@ -176,7 +189,12 @@ class Settings(DatabaseSettings):
         return _networks(self.trusted_proxies)
 
     @field_validator(
-        "register_rate_limit", "resend_rate_limit", "mail_send_rate", "mail_per_address_limit"
+        "register_rate_limit",
+        "resend_rate_limit",
+        "mail_send_rate",
+        "mail_per_address_limit",
+        "signin_rate_limit",
+        "password_reset_rate_limit",
     )
     @classmethod
     def _parse_rate_limit(cls, value: str) -> str:

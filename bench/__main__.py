@@ -13,7 +13,9 @@ all sections, which run one after the other so that none disturbs another:
 - wake-ups: work committed in one process started in another, NOTIFY against polling,
   and what the NOTIFY costs its transaction (`wakeup.py`);
 - claims beside a backlog held by a relay outage, against the previous claim query
-  (`claims.py`).
+  (`claims.py`);
+- sign-ins under load against the Argon2 verify ceiling, and an unknown account's answer
+  time against a wrong password's (`signin.py`).
 """
 
 import argparse
@@ -34,7 +36,7 @@ import httpx
 from backend.devstack.postgres import create_database, run_alembic, throwaway_postgres
 from backend.log_config import ContextFilter, JsonLines
 from backend.settings import Settings
-from bench import backlog, baseline, claims, load, relay, wakeup
+from bench import backlog, baseline, claims, load, relay, signin, wakeup
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
@@ -88,6 +90,8 @@ async def _run(server_url: str, smtp_port: int, inbox_url: str, args: argparse.N
         sections.append(await wakeup.run(base))
     if not args.skip_claims:
         sections.append(await claims.run(server_url))
+    if not args.skip_signin:
+        sections.append(await signin.run(base))
     return "\n".join(sections)
 
 
@@ -100,6 +104,7 @@ def main() -> None:
     parser.add_argument("--skip-load", action="store_true", help="no registrations under load")
     parser.add_argument("--skip-wakeup", action="store_true", help="no NOTIFY against polling")
     parser.add_argument("--skip-claims", action="store_true", help="no claims beside a backlog")
+    parser.add_argument("--skip-signin", action="store_true", help="no sign-ins under load")
     args = parser.parse_args()
 
     smtp_port, http_port = _free_port(), _free_port()

@@ -22,12 +22,13 @@ from backend.devstack.inbox import DevInbox
 from backend.devstack.sample_jobs import seed_jobs
 from backend.settings import Settings
 from tests.support.browser import REQUIRE_BROWSER, missing_piece, screenshot, watch_for_csp
-from tests.support.helpers import PASSWORD
+from tests.support.helpers import PASSWORD, mails_about, reset_token
 from tests.support.mailhog import MailHog
 from tests.support.pages import (
     APP_PAGES,
     BUSY_HEADING,
     INVALID_INPUT,
+    NEW_PASSWORD,
     UNAVAILABLE_HEADING,
     expired_token,
     hasher_kept_busy,
@@ -157,6 +158,49 @@ async def test_every_page_of_the_app_passes_axe_and_its_csp(
     await page.get_by_role("button", name="Send a new link").click()
     await expect(page.get_by_role("heading", level=1)).to_have_text("Check your inbox")
     await checks.check("resend sent")
+
+    # Signing in: a wrong password, then the right one, which leads to the account page.
+    await page.goto(f"{app.url}/login")
+    await checks.check("login form")
+    await page.get_by_label("Username or email").fill("ada")
+    await page.get_by_label("Password").fill("not the password")
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("alert")).to_contain_text("Incorrect")
+    await checks.check("login form: wrong login")
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page).to_have_url(f"{app.url}/account")
+    await checks.check("account")
+
+    # The password reset, from the login form's link to the login form again.
+    await page.get_by_role("button", name="Sign out").click()
+    await page.get_by_role("link", name="Forgot your password?").click()
+    await expect(page).to_have_url(f"{app.url}/password/forgot")
+    await checks.check("password forgot form")
+    await page.get_by_label("Email").fill(INVALID_INPUT["email"])
+    await page.get_by_role("button", name="Send me a link").click()
+    await expect(page.locator(".field-error")).to_have_count(1)
+    await checks.check("password forgot form with errors")
+    await page.get_by_label("Email").fill("ada@example.com")
+    await page.get_by_role("button", name="Send me a link").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Check your inbox")
+    await checks.check("password forgot sent")
+    [reset_mail] = await mails_about(mailhog, "choose a new password")
+    reset_link = f"{app.url}/password/reset?token={reset_token(reset_mail.part('text/plain'))}"
+    await page.goto(reset_link)
+    await checks.check("password reset: asked")
+    await page.get_by_label("New password").fill("tiny")
+    await page.get_by_role("button", name="Change my password").click()
+    await expect(page.locator(".field-error")).to_have_count(1)
+    await checks.check("password reset: weak password")
+    await page.get_by_label("New password").fill(NEW_PASSWORD)
+    await page.get_by_role("button", name="Change my password").click()
+    await expect(page).to_have_url(f"{app.url}/login?reset=done")
+    await checks.check("login form: password changed")
+    await page.goto(reset_link)
+    await checks.check("password reset: used")
+    await page.goto(f"{app.url}/password/reset?token=not-a-token")
+    await checks.check("password reset: invalid")
 
     # The operator page, with jobs in every state; driven by its forms (it has no script).
     failed = (await seed_jobs(engine))["failed"][0]

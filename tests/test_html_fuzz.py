@@ -39,7 +39,17 @@ NASTY = st.sampled_from(
     ]
 )
 VALUE = st.one_of(NASTY, st.text(max_size=300), st.integers().map(str))
-NAMES = ["username", "email", "password", "token", "csrf_token", "job_id", "state", "kind"]
+NAMES = [
+    "username",
+    "email",
+    "password",
+    "token",
+    "csrf_token",
+    "job_id",
+    "state",
+    "kind",
+    "login",
+]
 FIELDS = st.dictionaries(
     st.sampled_from([*NAMES, "through", "before", "done", "count", "job", "other"]),
     VALUE,
@@ -54,6 +64,14 @@ ROUTES = st.sampled_from(
         ("POST", "/verify"),
         ("GET", "/verify/resend"),
         ("POST", "/verify/resend"),
+        ("GET", "/login"),
+        ("POST", "/login"),
+        ("GET", "/account"),
+        ("POST", "/logout"),
+        ("GET", "/password/forgot"),
+        ("POST", "/password/forgot"),
+        ("GET", "/password/reset"),
+        ("POST", "/password/reset"),
         ("GET", "/ops/jobs"),
         ("POST", "/ops/jobs/retry"),
         ("POST", "/ops/jobs/cancel"),
@@ -84,9 +102,13 @@ def test_html_routes_never_answer_5xx(
     method, path = route
     if real_token and method == "POST":
         # A valid form token, so that the input reaches the handler behind the check.
-        form_page = {"/register": "/register", "/verify/resend": "/verify/resend"}.get(
-            path, "/ops/jobs"
-        )
+        forms = {
+            "/register": "/register",
+            "/verify/resend": "/verify/resend",
+            "/login": "/login",
+            "/password/forgot": "/password/forgot",
+        }
+        form_page = forms.get(path, "/ops/jobs")
         page = http.get(form_page)
         if 'name="csrf_token"' in page.text:
             fields = {**fields, "csrf_token": csrf_token(page.text)}

@@ -51,6 +51,8 @@ async def test_upgrade_check_downgrade_round_trip(empty_database: str) -> None:
         "jobs",
         "relay_status",
         "rate_limit_counters",
+        "sessions",
+        "password_reset_tokens",
     }
 
     await run_alembic(empty_database, "check")  # raises on any drift

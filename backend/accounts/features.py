@@ -6,17 +6,23 @@ what its request brought. The work itself stays in the modules named here, as pl
 functions that tests and tools call with every argument.
 """
 
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.accounts import resend, service, verification
+from backend.accounts import password_reset, resend, service, signin, verification
 from backend.accounts.mail_limit import MailLimit
 from backend.accounts.passwords import PasswordHasher
 from backend.accounts.schemas import RegistrationIn
+from backend.accounts.signin_limit import AccountSigninLimit
 from backend.accounts.tokens import VerificationTokens
+from backend.models import User
 from backend.observability import metrics
+from backend.ratelimits import Limiter
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,3 +90,114 @@ class EmailVerification:
     def link_lifetime(self) -> str:
         """How long a link works, in words ("48 hours"), for the pages that mention it."""
         return self.tokens.lifetime
+
+
+class TooManySignIns(Exception):
+    """The login was tried SIGNIN_RATE_LIMIT times lately (whether or not an account has
+    it); another try may come in `retry_after` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many sign-in attempts; retry after {retry_after}s")
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True, kw_only=True)
+class SignIn:
+    """`signin` with the hasher, the per-account limit, SIGNIN_REQUIRES_VERIFIED_EMAIL and
+    the session lifetimes (SESSION_MAX_AGE_SECONDS, SESSION_IDLE_SECONDS,
+    API_TOKEN_MAX_AGE_SECONDS) applied."""
+
+    hasher: PasswordHasher
+    account_limit: AccountSigninLimit
+    require_verified: bool
+    browser_lifetime: timedelta
+    bearer_lifetime: timedelta
+    idle: timedelta
+
+    async def sign_in(
+        self,
+        session: AsyncSession,
+        *,
+        login: str,
+        password: str,
+        kind: signin.SessionKind,
+        user_agent: str | None,
+    ) -> signin.SignedIn | signin.SignInProblem:
+        """Raises TooManySignIns past the login's limit (before any lookup or hash), and
+        HashingOverloaded when the hashers are saturated."""
+        if wait := await self.account_limit.retry_after(login=login):
+            raise TooManySignIns(wait)
+        lifetime = self.browser_lifetime if kind == "browser" else self.bearer_lifetime
+        return await signin.sign_in(
+            session,
+            login=login,
+            password=password,
+            kind=kind,
+            user_agent=user_agent,
+            lifetime=lifetime,
+            hasher=self.hasher,
+            require_verified=self.require_verified,
+        )
+
+    async def user(
+        self, session: AsyncSession, *, token: str, kind: signin.SessionKind
+    ) -> User | None:
+        """The signed-in user of this token, or None (unknown, expired, idle, revoked)."""
+        return await signin.signed_in_user(session, token=token, kind=kind, idle=self.idle)
+
+    async def sign_out(
+        self, session: AsyncSession, *, token: str, kind: signin.SessionKind
+    ) -> bool:
+        return await signin.revoke(session, token=token, kind=kind)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PasswordReset:
+    """`password_reset` with MAIL_FROM, the mail budget, PASSWORD_RESET_RATE_LIMIT per
+    address and the hasher applied; a completed reset clears the account's sign-in counts."""
+
+    sender_address: str
+    mail_limit: MailLimit
+    address_limit: Limiter
+    hasher: PasswordHasher
+    account_limit: AccountSigninLimit
+    # PASSWORD_RESET_TOKEN_TTL in words ("1 hour"), for the pages that mention it.
+    link_lifetime: str
+
+    async def request(
+        self, session: AsyncSession, *, email: str, channel: metrics.Channel
+    ) -> tuple[int, ...]:
+        """The job ids to start (empty when nothing was queued: never for the answer)."""
+        return await password_reset.request_password_reset(
+            session,
+            email=email,
+            channel=channel,
+            sender_address=self.sender_address,
+            mail_limit=self.mail_limit,
+            address_limit=self.address_limit,
+        )
+
+    async def check(self, session: AsyncSession, *, token: str) -> password_reset.ResetResult:
+        """Read only: what the link would do (see `check_reset_link`)."""
+        return await password_reset.check_reset_link(session, token=token)
+
+    async def reset(
+        self, session: AsyncSession, *, token: str, password: str, channel: metrics.Channel
+    ) -> password_reset.ResetResult:
+        result = await password_reset.reset_password(
+            session,
+            token=token,
+            password=password,
+            channel=channel,
+            hasher=self.hasher,
+            sender_address=self.sender_address,
+        )
+        if result.status is password_reset.ResetLink.DONE:
+            # After the commit, and not fatal: the password is changed either way.
+            try:
+                await self.account_limit.clear(logins=result.logins)
+                if result.email:
+                    await self.mail_limit.count_sent(address=result.email)
+            except Exception:
+                log.warning("a reset's counts could not be updated", exc_info=True)
+        return result

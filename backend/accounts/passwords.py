@@ -27,6 +27,7 @@ import asyncio
 import logging
 import math
 import os
+import secrets
 import sys
 import threading
 import time
@@ -35,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from pwdlib import PasswordHash
+from pwdlib.exceptions import UnknownHashError
 from pwdlib.hashers.argon2 import Argon2Hasher
 
 from backend.observability import metrics
@@ -73,6 +75,9 @@ class PasswordHasher:
         self._executor = ThreadPoolExecutor(
             self.workers, thread_name_prefix="argon2", initializer=_lower_thread_priority
         )
+        # What an unknown account's password is checked against, so that it costs what a
+        # wrong password costs (the same parameters, so the same time). Made once, here.
+        self._dummy_hash = self._hash.hash(secrets.token_urlsafe(16))
         self._admitted = 0
         self._seconds_per_hash = 0.1  # refined as hashes run; only used for Retry-After
         self._publish()
@@ -88,7 +93,18 @@ class PasswordHasher:
     async def verify(self, password: str, password_hash: str) -> bool:
         return await self._run(self._hash.verify, password, password_hash)
 
-    async def _run(self, function: Callable[..., T], *args: str) -> T:
+    async def verify_and_update(
+        self, password: str, password_hash: str | None
+    ) -> tuple[bool, str | None]:
+        """Whether `password` matches, and a new hash when the stored one was made with
+        other parameters (to store in its place). `password_hash` None (no such
+        account): checked against a dummy hash, same cost, always False."""
+        if password_hash is None:
+            await self._run(self._hash.verify_and_update, password, self._dummy_hash)
+            return False, None
+        return await self._run(_verify_and_update, self._hash, password, password_hash)
+
+    async def _run(self, function: Callable[..., T], *args: object) -> T:
         if self._admitted >= self.workers + self.queue_limit:
             # The queue drains in about this long: a client that waits that much gets in.
             drain = (self.queue_limit + 1) * self._seconds_per_hash / self.workers
@@ -105,7 +121,7 @@ class PasswordHasher:
     def _publish(self) -> None:
         metrics.password_hashes(running=min(self._admitted, self.workers), waiting=self.waiting)
 
-    def _timed(self, function: Callable[..., T], *args: str) -> T:
+    def _timed(self, function: Callable[..., T], *args: object) -> T:
         started = time.perf_counter()
         result = function(*args)
         self._seconds_per_hash = 0.8 * self._seconds_per_hash + 0.2 * (
@@ -115,6 +131,16 @@ class PasswordHasher:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _verify_and_update(
+    hasher: PasswordHash, password: str, password_hash: str
+) -> tuple[bool, str | None]:
+    try:
+        return hasher.verify_and_update(password, password_hash)
+    except UnknownHashError:
+        # Not an Argon2 hash (a row written by hand, an import): no password matches it.
+        return False, None
 
 
 def _lower_thread_priority() -> None:

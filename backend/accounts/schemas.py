@@ -61,3 +61,24 @@ class ResendIn(BaseModel):
 
 class ResendAccepted(BaseModel):
     detail: str
+
+
+class PasswordForgotIn(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"email": "ada@example.com"}]})
+
+    email: Email
+
+
+class PasswordForgotAccepted(BaseModel):
+    detail: str
+
+
+class PasswordResetIn(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"token": "from-the-email", "password": "new horse"}]}
+    )
+
+    # The token from the link; a real one is 43 characters.
+    token: Annotated[str, Field(min_length=1, max_length=256)]
+    # The same rules as at registration.
+    password: Password

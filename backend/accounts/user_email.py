@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, Sequence
 from email.utils import make_msgid
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -47,13 +47,25 @@ def enqueue_user_email(
     return enqueue(session, kind=kind, payload={"user_id": str(user_id), **payload})
 
 
+class SendTimeValues(Protocol):
+    """What a kind's template needs beyond the common values, made when its emails are
+    sent, in one transaction per batch, committed before they go (the password reset's
+    link, whose token row is written then: see `password_reset_email.py`)."""
+
+    async def for_jobs(
+        self, session: AsyncSession, recipients: Sequence[tuple[ClaimedJob, User]]
+    ) -> dict[int, dict[str, str]]:
+        """Template values per job id."""
+        ...
+
+
 class UserEmailHandler:
     """Sends the emails of one kind from `templates/email/<template>.*`.
 
     Every template gets `username`, `verified`, `verify_url` (a fresh link), `resend_url`,
-    `link_lifetime` and `base_url`. With `skip_verified`, a user verified since the email
-    was queued is not sent it (a resent link they no longer need): the job is done, with
-    an `email.skipped` audit row.
+    `link_lifetime` and `base_url`, and whatever `send_time_values` makes for its job.
+    With `skip_verified`, a user verified since the email was queued is not sent it (a
+    resent link they no longer need): the job is done, with an `email.skipped` audit row.
     """
 
     def __init__(
@@ -67,8 +79,10 @@ class UserEmailHandler:
         tokens: VerificationTokens,
         app_base_url: str,
         batch_size: int,
+        send_time_values: SendTimeValues | None = None,
     ) -> None:
         self._template = template
+        self._send_time_values = send_time_values
         self._skip_verified = skip_verified
         self._sessionmaker = sessionmaker
         self._sender = sender
@@ -84,7 +98,7 @@ class UserEmailHandler:
         self, jobs: Sequence[ClaimedJob]
     ) -> AsyncGenerator[tuple[ClaimedJob, Outcome], None]:
         users = await self._load_users(jobs)
-        ready: dict[str, tuple[ClaimedJob, User, OutgoingEmail]] = {}
+        recipients: list[tuple[ClaimedJob, User]] = []
         for job in jobs:
             if _user_id(job) is None or not isinstance(job.payload.get("message_id"), str):
                 # The keys, not the values: last_error is shown on the operator page.
@@ -102,8 +116,18 @@ class UserEmailHandler:
                 entry = AuditEntry(action="email.skipped", user_id=user.id, details=details)
                 yield job, Done(rows=JobAuditRow(entry, job.id))
                 continue
+            recipients.append((job, user))
+        try:
+            extra = await self._values_at_send_time(recipients)
+        except Exception as exc:
+            log.warning("making the %s emails' links failed: %r", self._template, exc)
+            for job, _ in recipients:
+                yield job, Failed(error=f"making its link failed: {exc!r}")
+            return
+        ready: dict[str, tuple[ClaimedJob, User, OutgoingEmail]] = {}
+        for job, user in recipients:
             try:
-                email = self._compose(job, user)
+                email = self._compose(job, user, extra.get(job.id, {}))
             except Exception as exc:
                 with scope(job.log_context()):
                     log.exception("composing the %s email of job %s failed", self._template, job.id)
@@ -138,7 +162,17 @@ class UserEmailHandler:
             rows = await session.scalars(select(User).where(User.id.in_(ids)))
             return {str(user.id): user for user in rows}
 
-    def _compose(self, job: ClaimedJob, user: User) -> OutgoingEmail:
+    async def _values_at_send_time(
+        self, recipients: Sequence[tuple[ClaimedJob, User]]
+    ) -> dict[int, dict[str, str]]:
+        if self._send_time_values is None or not recipients:
+            return {}
+        async with self._sessionmaker() as session:
+            values = await self._send_time_values.for_jobs(session, recipients)
+            await session.commit()
+        return values
+
+    def _compose(self, job: ClaimedJob, user: User, extra: dict[str, str]) -> OutgoingEmail:
         token = self._tokens.issue(user_id=user.id, email=user.email)
         content = self._renderer.render(
             self._template,
@@ -148,6 +182,7 @@ class UserEmailHandler:
             resend_url=f"{self._base_url}/verify/resend",
             link_lifetime=self._tokens.lifetime,
             base_url=self._base_url,
+            **extra,
         )
         return OutgoingEmail(
             to=user.email,

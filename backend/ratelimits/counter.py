@@ -19,6 +19,10 @@ class Counter(Protocol):
         With `force` they are counted whatever the count already is, and None is returned."""
         ...
 
+    async def reset(self, *, name: str, key: str, item: RateLimitItem) -> None:
+        """Forget every hit of `key`: its next hit starts a fresh count."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -56,6 +60,12 @@ class Limiter:
             await self._counter.hit(
                 name=self.name, key=self.digest(key), item=self.item, cost=cost, force=True
             )
+
+    async def clear(self, *, key: str) -> None:
+        """Forget the hits of `key` (a completed password reset clears its account's
+        sign-in count, so a stranger's failed attempts cannot lock the owner out)."""
+        if self.item is not None:
+            await self._counter.reset(name=self.name, key=self.digest(key), item=self.item)
 
     def digest(self, key: str) -> str:
         return hashlib.blake2b(key.encode(), key=self._hash_key, digest_size=16).hexdigest()

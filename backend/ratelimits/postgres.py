@@ -49,6 +49,9 @@ _HIT = text(
     """
 )
 
+_RESET = text(
+    "DELETE FROM rate_limit_counters WHERE name = CAST(:name AS text) AND key = CAST(:key AS text)"
+)
 _SWEEP = text("DELETE FROM rate_limit_counters WHERE expires_at < clock_timestamp()")
 
 
@@ -79,6 +82,10 @@ class PostgresCounter:
         return wait_seconds(
             hits=row.hits or [], now=row.now, period=period, amount=item.amount, cost=cost
         )
+
+    async def reset(self, *, name: str, key: str, item: RateLimitItem) -> None:
+        async with self._engine.connect() as connection:
+            await connection.execute(_RESET, {"name": name, "key": key})
 
     async def sweep(self) -> int:
         """Delete the rows with no hit left in their period; returns how many."""

@@ -56,5 +56,11 @@ class LimitsCounter:
             raise RateLimitStorageUnavailable(f"rate-limit storage: {exc.storage_error!r}") from exc
         return max(1, math.ceil(reset_at - time.time()))
 
+    async def reset(self, *, name: str, key: str, item: RateLimitItem) -> None:
+        try:
+            await self._storage.clear(item.key_for(name, key))
+        except StorageError as exc:
+            raise RateLimitStorageUnavailable(f"rate-limit storage: {exc.storage_error!r}") from exc
+
     async def close(self) -> None:
         """The `limits` storages keep no resource that needs closing by hand."""

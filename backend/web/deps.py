@@ -11,13 +11,24 @@ from typing import Annotated
 from fastapi import BackgroundTasks, Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.accounts.features import EmailVerification, Registration, VerificationResend
+from backend.accounts.features import (
+    EmailVerification,
+    PasswordReset,
+    Registration,
+    SignIn,
+    VerificationResend,
+)
 from backend.context import AppContext
 from backend.jobs.runner import JobRunner
 from backend.observability import metrics
 from backend.settings import Settings
 from backend.web.csrf import Csrf
 from backend.web.ratelimit import ClientLimit
+from backend.web.session_cookie import SessionCookie
+
+# What a sign-in past SIGNIN_RATE_LIMIT is told, per client or per login alike.
+TOO_MANY_SIGNINS = "Too many sign-in attempts. Please wait and try again."
+TOO_MANY_SIGNINS_FORM = "Too many sign-in attempts. Please wait {seconds} seconds and try again."
 
 
 @dataclass(frozen=True)
@@ -29,6 +40,9 @@ class WebContext:
     csrf: Csrf
     register_limit: ClientLimit
     resend_limit: ClientLimit
+    signin_limit: ClientLimit
+    password_reset_limit: ClientLimit
+    session_cookie: SessionCookie
 
     @classmethod
     def build(cls, context: AppContext) -> "WebContext":
@@ -53,6 +67,22 @@ class WebContext:
                 trusted_proxies=proxies,
                 detail="Too many requests. Please wait and try again.",
                 form_error="Too many requests. Please wait {seconds} seconds and try again.",
+            ),
+            signin_limit=ClientLimit(
+                context.signin_limit,
+                trusted_proxies=proxies,
+                detail=TOO_MANY_SIGNINS,
+                form_error=TOO_MANY_SIGNINS_FORM,
+            ),
+            password_reset_limit=ClientLimit(
+                context.password_reset_limit,
+                trusted_proxies=proxies,
+                detail="Too many requests. Please wait and try again.",
+                form_error="Too many requests. Please wait {seconds} seconds and try again.",
+            ),
+            session_cookie=SessionCookie(
+                secure=settings.cookies_secure,
+                max_age_seconds=settings.session_max_age_seconds,
             ),
         )
 
@@ -110,6 +140,26 @@ def get_resend_limit(web: WebContextDep) -> ClientLimit:
     return web.resend_limit
 
 
+def get_signin_limit(web: WebContextDep) -> ClientLimit:
+    return web.signin_limit
+
+
+def get_session_cookie(web: WebContextDep) -> SessionCookie:
+    return web.session_cookie
+
+
+def get_password_reset_limit(web: WebContextDep) -> ClientLimit:
+    return web.password_reset_limit
+
+
+def get_password_reset(context: ContextDep) -> PasswordReset:
+    return context.password_reset
+
+
+def get_sign_in(context: ContextDep) -> SignIn:
+    return context.sign_in
+
+
 def get_registration(context: ContextDep) -> Registration:
     return context.registration
 
@@ -131,3 +181,8 @@ ResendLimitDep = Annotated[ClientLimit, Depends(get_resend_limit)]
 RegistrationDep = Annotated[Registration, Depends(get_registration)]
 VerificationResendDep = Annotated[VerificationResend, Depends(get_verification_resend)]
 EmailVerificationDep = Annotated[EmailVerification, Depends(get_email_verification)]
+SigninLimitDep = Annotated[ClientLimit, Depends(get_signin_limit)]
+SessionCookieDep = Annotated[SessionCookie, Depends(get_session_cookie)]
+SignInDep = Annotated[SignIn, Depends(get_sign_in)]
+PasswordResetLimitDep = Annotated[ClientLimit, Depends(get_password_reset_limit)]
+PasswordResetDep = Annotated[PasswordReset, Depends(get_password_reset)]

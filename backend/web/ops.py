@@ -52,7 +52,9 @@ class JobsFilter:
 
 
 StateParam = Annotated[str, Query(max_length=16)]
-KindParam = Annotated[str, Query(max_length=64)]
+# No NUL byte: Postgres text cannot hold one, and asyncpg's refusal would be a 500.
+NO_NUL = r"^[^\x00]*$"
+KindParam = Annotated[str, Query(max_length=64, pattern=NO_NUL)]
 # jobs.id is a bigint: a larger number in a link or a form is a 422, not asyncpg's overflow
 # (a 500) when it reaches the query.
 JOB_ID_MAX = 2**63 - 1
@@ -92,8 +94,8 @@ class ActionForm(BaseModel):
 
     csrf_token: str = ""
     job_id: int | None = Field(default=None, ge=1, le=JOB_ID_MAX)
-    state: str = Field(default="", max_length=16)
-    kind: str = Field(default="", max_length=64)
+    state: str = Field(default="", max_length=16, pattern=NO_NUL)
+    kind: str = Field(default="", max_length=64, pattern=NO_NUL)
     through: int | None = Field(default=None, ge=1, le=JOB_ID_MAX)
 
 

@@ -48,6 +48,12 @@ async def rows(engine: AsyncEngine, sql: str, **params: Any) -> list[dict[str, A
         return [dict(row._mapping) for row in result]
 
 
+async def execute(engine: AsyncEngine, sql: str, **params: Any) -> None:
+    """One statement, committed (setting up a state: an expired session, an old hash)."""
+    async with engine.begin() as connection:
+        await connection.execute(text(sql), params)
+
+
 def csrf_token(html: str) -> str:
     match = re.search(r'name="csrf_token" value="([^"]+)"', html)
     assert match, "no csrf_token field in the form"
@@ -96,3 +102,52 @@ async def confirm(client: httpx.AsyncClient, link: str) -> httpx.Response:
         "csrf_token": hidden_field(page.text, "csrf_token"),
     }
     return await client.post("/verify", data=form)
+
+
+async def confirmed_user(
+    client: httpx.AsyncClient, engine: AsyncEngine, username: str = "ada"
+) -> Any:
+    """A user registered through the API whose address is confirmed (set in the table:
+    the link's own flow is tests/test_verify.py's)."""
+    user = await register_via_api(client, username)
+    await execute(
+        engine, "UPDATE users SET email_verified_at = now() WHERE id = :id", id=user["id"]
+    )
+    return user
+
+
+async def sign_in_form(
+    http: httpx.AsyncClient, login: str, password: str = PASSWORD
+) -> httpx.Response:
+    """The login form fetched and posted as a browser does (its CSRF token included)."""
+    token = csrf_token((await http.get("/login")).text)
+    return await http.post(
+        "/login", data={"login": login, "password": password, "csrf_token": token}
+    )
+
+
+async def bearer_token(http: httpx.AsyncClient, login: str, password: str = PASSWORD) -> str:
+    answer = await http.post("/api/token", data={"username": login, "password": password})
+    assert answer.status_code == 200, answer.text
+    token: str = answer.json()["access_token"]
+    return token
+
+
+def reset_token(body: str) -> str:
+    """The token of the password reset link in an email's part."""
+    match = re.search(r"/password/reset\?token=([A-Za-z0-9_\-]+)", body)
+    assert match, f"no reset link in: {body!r}"
+    return match.group(1)
+
+
+async def mails_about(
+    mailhog: Any, words: str, count: int = 1, *, within: float = 30.0
+) -> list[Any]:
+    """Wait for `count` delivered emails whose subject contains `words`; returns them."""
+    deadline = time.monotonic() + within
+    while True:
+        found = [m for m in await mailhog.messages() if words in m.subject]
+        if len(found) >= count or time.monotonic() > deadline:
+            assert len(found) >= count, f"{len(found)} emails about {words!r}, not {count}"
+            return found
+        await asyncio.sleep(0.1)

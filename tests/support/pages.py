@@ -22,7 +22,14 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from backend.settings import Settings
 from backend.web.csrf import COOKIE_NAME, Csrf
-from tests.support.helpers import csrf_token, hidden_field, user_json
+from tests.support.helpers import (
+    PASSWORD,
+    csrf_token,
+    hidden_field,
+    mails_about,
+    reset_token,
+    user_json,
+)
 from tests.support.mailhog import MailHog
 from tests.support.ops import OPS_AUTH
 
@@ -48,6 +55,20 @@ APP_PAGES: dict[str, HtmlPage] = {
     "resend form": HtmlPage("resend.html", 200, no_store=True),
     "resend form with errors": HtmlPage("resend.html", 422, no_store=True),
     "resend sent": HtmlPage("resend_sent.html", 200, no_store=True),
+    # Signing in: the form, a wrong password on it, and the page it leads to.
+    "login form": HtmlPage("login.html", 200, no_store=True),
+    "login form: wrong login": HtmlPage("login.html", 401, no_store=True),
+    "account": HtmlPage("account.html", 200, no_store=True),
+    # The password reset: asking, the link's page, a weak password, the link used and
+    # forged, and where a completed reset leads.
+    "password forgot form": HtmlPage("password_forgot.html", 200, no_store=True),
+    "password forgot form with errors": HtmlPage("password_forgot.html", 422, no_store=True),
+    "password forgot sent": HtmlPage("password_forgot_sent.html", 200, no_store=True),
+    "password reset: asked": HtmlPage("password_reset.html", 200, no_store=True),
+    "password reset: weak password": HtmlPage("password_reset.html", 422, no_store=True),
+    "login form: password changed": HtmlPage("login.html", 200, no_store=True),
+    "password reset: used": HtmlPage("password_reset.html", 400, no_store=True),
+    "password reset: invalid": HtmlPage("password_reset.html", 400, no_store=True),
     # The answers of POST /register when Argon2's queue is full, and when the database is down.
     "busy": HtmlPage("busy.html", 503, no_store=True),
     "unavailable": HtmlPage("unavailable.html", 503, no_store=True),
@@ -170,6 +191,13 @@ async def fetch_app_pages(
         pages["resend sent"] = await http.post(
             "/verify/resend", data={"csrf_token": token, "email": "ada@example.com"}
         )
+        pages["login form"] = login = await http.get("/login")
+        sign_in = {"csrf_token": csrf_token(login.text), "login": "ada"}
+        pages["login form: wrong login"] = await http.post(
+            "/login", data={**sign_in, "password": "not the password"}
+        )
+        pages["account"] = await http.post("/login", data={**sign_in, "password": PASSWORD})
+        pages |= await _fetch_reset_pages(http, mailhog)
         pages["ops jobs"] = await http.get("/ops/jobs", auth=OPS_AUTH)
         # The registration's jobs have all succeeded, so the page shows no action's form (and
         # no token for it): the token is made here, as the page would make it for this
@@ -184,6 +212,40 @@ async def fetch_app_pages(
         pages["ops jobs: failed"] = await http.get(
             "/ops/jobs", params={"state": "failed"}, auth=OPS_AUTH
         )
+    return pages
+
+
+# The password a reset walk chooses (tests/test_accessibility.py's too).
+NEW_PASSWORD = "a brand new horse"
+
+
+async def _fetch_reset_pages(
+    http: httpx.AsyncClient, mailhog: MailHog
+) -> dict[str, httpx.Response]:
+    """The reset's pages for ada, from the forgot form to the login form it leads to."""
+    pages: dict[str, httpx.Response] = {}
+    pages["password forgot form"] = forgot = await http.get("/password/forgot")
+    token = csrf_token(forgot.text)
+    pages["password forgot form with errors"] = await http.post(
+        "/password/forgot", data={"csrf_token": token, "email": INVALID_INPUT["email"]}
+    )
+    pages["password forgot sent"] = await http.post(
+        "/password/forgot", data={"csrf_token": token, "email": "ada@example.com"}
+    )
+    [mail] = await mails_about(mailhog, "choose a new password")
+    link = {"token": reset_token(mail.part("text/plain"))}
+    pages["password reset: asked"] = asked = await http.get("/password/reset", params=link)
+    form = {**link, "csrf_token": csrf_token(asked.text)}
+    pages["password reset: weak password"] = await http.post(
+        "/password/reset", data={**form, "password": "tiny"}
+    )
+    pages["login form: password changed"] = await http.post(
+        "/password/reset", data={**form, "password": NEW_PASSWORD}
+    )
+    pages["password reset: used"] = await http.get("/password/reset", params=link)
+    pages["password reset: invalid"] = await http.get(
+        "/password/reset", params={"token": "not-a-token"}
+    )
     return pages
 
 

@@ -26,6 +26,8 @@ def make_settings(database_url: str, mail: MailEndpoints, **overrides: Any) -> S
         "secret_key": TEST_SECRET,
         "register_rate_limit": "",  # tests register many users from one client
         "resend_rate_limit": "",  # and ask for many resends
+        "password_reset_rate_limit": "",  # and ask for many resets
+        "signin_rate_limit": "",  # and sign in many times (tests/test_signin_limits.py: on)
         "job_poll_seconds": 0.2,
         "job_retry_base_seconds": 0.2,
         "job_retry_cap_seconds": 1.0,
