@@ -156,52 +156,22 @@ class AppContext:
         sender.relay.on_available(runner.wake)
         rate_counter = build_counter(storage_url=settings.rate_limit_storage_url, engine=engine)
         secret = settings.secret_key.get_secret_value()
-        register_limit = Limiter(
-            name="register",
-            limit=settings.register_rate_limit,
-            counter=rate_counter,
-            secret=secret,
-        )
-        resend_limit = Limiter(
-            name="resend",
-            limit=settings.resend_rate_limit,
-            counter=rate_counter,
-            secret=secret,
-        )
-        signin_limit = Limiter(
-            name="signin",
-            limit=settings.signin_rate_limit,
-            counter=rate_counter,
-            secret=secret,
-        )
+
+        def limiter(name: str, limit: str) -> Limiter:
+            # Every limit counts in the one storage, its keys hashed with SECRET_KEY.
+            return Limiter(name=name, limit=limit, counter=rate_counter, secret=secret)
+
+        register_limit = limiter("register", settings.register_rate_limit)
+        resend_limit = limiter("resend", settings.resend_rate_limit)
+        signin_limit = limiter("signin", settings.signin_rate_limit)
         account_signin_limit = AccountSigninLimit(
-            Limiter(
-                name="signin-account",
-                limit=settings.signin_rate_limit,
-                counter=rate_counter,
-                secret=secret,
-            )
+            limiter("signin-account", settings.signin_rate_limit)
         )
-        password_reset_limit = Limiter(
-            name="password-reset",
-            limit=settings.password_reset_rate_limit,
-            counter=rate_counter,
-            secret=secret,
+        password_reset_limit = limiter("password-reset", settings.password_reset_rate_limit)
+        password_reset_address_limit = limiter(
+            "password-reset-to", settings.password_reset_rate_limit
         )
-        password_reset_address_limit = Limiter(
-            name="password-reset-to",
-            limit=settings.password_reset_rate_limit,
-            counter=rate_counter,
-            secret=secret,
-        )
-        mail_limit = MailLimit(
-            Limiter(
-                name="mail-to",
-                limit=settings.mail_per_address_limit,
-                counter=rate_counter,
-                secret=secret,
-            )
-        )
+        mail_limit = MailLimit(limiter("mail-to", settings.mail_per_address_limit))
         hasher = PasswordHasher(
             workers=settings.password_hash_workers or None,
             queue_limit=settings.register_queue_limit,
