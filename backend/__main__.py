@@ -6,6 +6,8 @@ python -m backend jobs retry --status failed [--kind email.welcome] [--since 202
 python -m backend jobs cancel JOB_ID
 python -m backend jobs cancel --status pending [--kind email.welcome]
 python -m backend audit [--limit 20] [--action email.sent]
+python -m backend suppressions list [--limit 100]
+python -m backend suppressions remove ADDRESS
 
 Reads only DATABASE_URL (environment or `.env`), like Alembic: no SECRET_KEY needed.
 """
@@ -20,11 +22,13 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.accounts import suppressions
 from backend.audit.service import record_job_actions
 from backend.db import create_engine, create_sessionmaker
 from backend.jobs import admin
 from backend.log_config import configure_logging
 from backend.mail.relay import recorded_states
+from backend.mail.suppressions import count_suppressions, list_suppressions
 from backend.models import AuditLog, Job
 from backend.settings import DatabaseSettings
 
@@ -111,6 +115,31 @@ async def _audit(session: AsyncSession, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _suppressions(session: AsyncSession, args: argparse.Namespace) -> int:
+    entries = await list_suppressions(session, limit=args.limit)
+    total = await count_suppressions(session)
+    print(f"{total} suppressed address(es); no email to them is attempted")
+    if entries:
+        width = max(len(entry.address) for entry in entries)
+        print(f"\n{'address':<{width}}  {'since':<25} reason")
+    for entry in entries:
+        since = entry.created_at.isoformat(timespec="seconds")
+        print(f"{entry.address:<{width}}  {since:<25} {entry.reason}")
+    return 0
+
+
+async def _lift(session: AsyncSession, args: argparse.Namespace) -> int:
+    removed = await suppressions.lift(session, address=args.address, by="cli")
+    await session.commit()
+    if removed is None:
+        print(
+            f"{args.address} is not on the suppression list; nothing was removed", file=sys.stderr
+        )
+        return 1
+    print(f"{removed.address} removed from the suppression list; the next email to it is sent")
+    return 0
+
+
 async def _run(args: argparse.Namespace) -> int:
     # Only the database: an operator's command needs no SECRET_KEY (see DatabaseSettings).
     engine = create_engine(DatabaseSettings().database_url)
@@ -163,6 +192,19 @@ def main(argv: list[str] | None = None) -> int:
     audit.set_defaults(command=_audit)
     audit.add_argument("--limit", type=int, default=20)
     audit.add_argument("--action")
+
+    listing = commands.add_parser(
+        "suppressions", help="addresses the relay refused for good: no email to them is sent"
+    )
+    listing.set_defaults(command=_suppressions, limit=100)
+    listing_actions = listing.add_subparsers()
+    listed = listing_actions.add_parser("list", help="the newest first (the default)")
+    listed.add_argument("--limit", type=int, default=100)
+    remove = listing_actions.add_parser(
+        "remove", help="lift an address: emails to it are attempted again; audited"
+    )
+    remove.set_defaults(command=_lift)
+    remove.add_argument("address", metavar="ADDRESS")
 
     args = parser.parse_args(argv)
     # Its output is for a person at a terminal; a warning from below gets a time and level.

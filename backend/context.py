@@ -41,6 +41,7 @@ from backend.jobs.stats import QueueStats
 from backend.jobs.wakeups import WakeupListener
 from backend.mail.render import EmailRenderer
 from backend.mail.sender import MailSender, SmtpSettings
+from backend.observability import metrics
 from backend.ratelimits import Counter, Limiter, build_counter
 from backend.settings import Settings
 
@@ -131,6 +132,7 @@ class AppContext:
             password_changed_email.KIND: email_handler(template=password_changed_email.TEMPLATE),
             AUDIT_KIND: AuditHandler(),
         }
+        metrics.email_kinds(k for k, h in handlers.items() if isinstance(h, UserEmailHandler))
         recorder_engine = create_recorder_engine(settings.database_url)
         wakeups = None
         if settings.job_notify and settings.job_worker_enabled:

@@ -34,6 +34,7 @@ from backend.web import (
     health,
     metrics_route,
     ops,
+    ops_suppressions,
     pages,
     password_api,
     password_pages,
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.ops_enabled:
         # Without OPS_PASSWORD, /ops does not exist (404), rather than asking for a password.
         app.include_router(ops.router)
+        app.include_router(ops_suppressions.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     # Each add wraps the ones before it: the Host is checked first, then the body's
     # size, both before anything is read or routed.

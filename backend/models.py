@@ -202,3 +202,21 @@ class RateLimitCounter(Base):
     # The hits still inside the period, oldest first: at most the limit's amount of them.
     hits: Mapped[list[datetime]] = mapped_column(ARRAY(DateTime(timezone=True)))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class EmailSuppression(Base):
+    """An address the relay refused for good at `RCPT TO` (no such mailbox): no email to it
+    is attempted again until an operator lifts it (`backend/mail/suppressions.py`).
+
+    The address exactly as it was sent, lower-cased: a relay refuses one mailbox, not the
+    others its `+tag` spellings reach. `reason` is the relay's answer with the local part
+    masked; `job_id` the job whose send was refused (no foreign key: jobs are purged)."""
+
+    __tablename__ = "email_suppressions"
+
+    address: Mapped[str] = mapped_column(Text, primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), index=True
+    )
+    job_id: Mapped[int | None] = mapped_column(BigInteger)

@@ -169,8 +169,8 @@ async def clean(engine: AsyncEngine, mailhog: MailHog) -> None:
     async with engine.begin() as connection:
         await connection.execute(
             text(
-                "TRUNCATE users, audit_log, jobs, relay_status, rate_limit_counters "
-                "RESTART IDENTITY CASCADE"
+                "TRUNCATE users, audit_log, jobs, relay_status, rate_limit_counters, "
+                "email_suppressions RESTART IDENTITY CASCADE"
             )
         )
     await mailhog.clear()

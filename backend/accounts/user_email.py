@@ -9,6 +9,7 @@ when the email is sent, so an email held back by a relay outage still carries a 
 """
 
 import contextlib
+import functools
 import logging
 import time
 import uuid
@@ -19,6 +20,8 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from backend.accounts import suppressions
+from backend.accounts.suppressions import SuppressionAdded
 from backend.accounts.tokens import VerificationTokens
 from backend.audit.service import AuditEntry, JobAuditRow, record
 from backend.jobs.handlers import Done, Failed, Held, Outcome
@@ -26,6 +29,13 @@ from backend.jobs.outbox import ClaimedJob, enqueue
 from backend.mail.faults import Fault
 from backend.mail.render import EmailRenderer
 from backend.mail.sender import MailSender, NotDelivered, OutgoingEmail
+from backend.mail.suppressions import (
+    SUPPRESSED_PREFIX,
+    Suppression,
+    SuppressionRow,
+    suppressed_among,
+    suppression_key,
+)
 from backend.models import Job, User
 from backend.observability import metrics
 from backend.observability.request_context import scope
@@ -66,6 +76,10 @@ class UserEmailHandler:
     `link_lifetime` and `base_url`, and whatever `send_time_values` makes for its job.
     With `skip_verified`, a user verified since the email was queued is not sent it (a
     resent link they no longer need): the job is done, with an `email.skipped` audit row.
+
+    An address the relay refused for good at `RCPT TO` goes on the suppression list (with a
+    `suppression.added` row); a later email to it is not attempted: its job fails at once,
+    its `last_error` starting with `suppressed: `, with an `email.suppressed` audit row.
     """
 
     def __init__(
@@ -134,6 +148,21 @@ class UserEmailHandler:
                 yield job, Failed(error=f"composing failed: {exc!r}")
                 continue
             ready[email.message_id] = (job, user, email)
+        # Checked against the composed address, the one the relay would be asked for. (A
+        # kind with send-time values has made them already: a reset link nobody gets.)
+        try:
+            suppressed = await self._suppressed([email for _, _, email in ready.values()])
+        except Exception as exc:
+            log.warning("reading the suppression list failed: %r", exc)
+            for job, _, _ in ready.values():
+                yield job, Failed(error=f"reading the suppression list failed: {exc!r}")
+            return
+        for message_id, suppression in suppressed.items():
+            job, _, _ = ready.pop(message_id)
+            counted = functools.partial(metrics.email_suppressed, job.kind)
+            # Nothing was tried: the attempt is not counted.
+            outcome = Failed(suppression.error(), permanent=True, recorded=counted, attempted=False)
+            yield job, outcome
         # One SMTP connection per chunk: a backlog drains without a handshake per message.
         queue = list(ready.values())
         for start in range(0, len(queue), self._batch_size):
@@ -147,13 +176,17 @@ class UserEmailHandler:
                     yield job, _outcome(job, user, email, problem)
 
     async def on_give_up(self, session: AsyncSession, job: ClaimedJob, error: str) -> None:
-        details = {
+        details: dict[str, Any] = {
             "message_id": job.payload.get("message_id"),
             "kind": job.kind,
             "error": error,
-            "attempts": job.attempts,
         }
-        entry = AuditEntry(action="email.failed", user_id=_user_id(job), details=details)
+        if error.startswith(SUPPRESSED_PREFIX):
+            # Never attempted: the address is on the suppression list.
+            entry = AuditEntry(action="email.suppressed", user_id=_user_id(job), details=details)
+        else:
+            details["attempts"] = job.attempts
+            entry = AuditEntry(action="email.failed", user_id=_user_id(job), details=details)
         await record(session, entry=entry, job_id=job.id)
 
     async def _load_users(self, jobs: Sequence[ClaimedJob]) -> dict[str, User]:
@@ -161,6 +194,18 @@ class UserEmailHandler:
         async with self._sessionmaker() as session:
             rows = await session.scalars(select(User).where(User.id.in_(ids)))
             return {str(user.id): user for user in rows}
+
+    async def _suppressed(self, emails: Sequence[OutgoingEmail]) -> dict[str, Suppression]:
+        """The suppression entries of these emails' recipients, by Message-ID."""
+        if not emails:
+            return {}
+        async with self._sessionmaker() as session:
+            entries = await suppressed_among(session, (email.to for email in emails))
+        return {
+            email.message_id: entry
+            for email in emails
+            if (entry := entries.get(suppression_key(email.to))) is not None
+        }
 
     async def _values_at_send_time(
         self, recipients: Sequence[tuple[ClaimedJob, User]]
@@ -216,4 +261,23 @@ def _outcome(
         return Done(rows=JobAuditRow(entry, job.id))
     if problem.fault.is_relays:
         return Held(reason=problem.error)
-    return Failed(error=problem.error, permanent=problem.fault is Fault.MESSAGE_REFUSED)
+    if problem.fault is Fault.RECIPIENT_REFUSED:
+        # No such mailbox: no later email to it is attempted (mail/suppressions.py).
+        added = SuppressionAdded(
+            SuppressionRow(address=email.to, reason=problem.error, job_id=job.id),
+            JobAuditRow(
+                AuditEntry(
+                    action=suppressions.ADDED,
+                    user_id=user.id,
+                    details={
+                        "address": suppression_key(email.to),
+                        "reason": problem.error,
+                        "kind": job.kind,
+                        "message_id": email.message_id,
+                    },
+                ),
+                job.id,
+            ),
+        )
+        return Failed(error=problem.error, permanent=True, rows=added)
+    return Failed(error=problem.error, permanent=problem.fault.is_permanent)

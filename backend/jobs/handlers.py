@@ -6,7 +6,7 @@ their effects, and yields each job's outcome as soon as it is known: the runner 
 it at once (fenced by the lease), so a crash re-runs only what was not yet recorded.
 """
 
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, Self
 
@@ -34,10 +34,19 @@ class Done:
 @dataclass(frozen=True)
 class Failed:
     """The effect did not happen through this job's own fault. Retried with backoff until
-    the job is too old, or given up at once when permanent."""
+    the job is too old, or given up at once when permanent.
+
+    `rows` (if any) are written in the transaction that records the failure, and
+    `recorded` is called once that transaction has committed (a metric), both only when
+    the outcome counted: a worker that lost the job's lease does neither. A permanent
+    failure with `attempted=False` tried nothing (its effect was known to be refused
+    beforehand): the attempt is not counted."""
 
     error: str
     permanent: bool = False
+    rows: Rows | None = None
+    recorded: Callable[[], None] | None = None
+    attempted: bool = True
 
 
 @dataclass(frozen=True)

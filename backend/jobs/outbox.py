@@ -213,14 +213,18 @@ async def hold(session: AsyncSession, job: ClaimedJob, *, reason: str) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def mark_failed(session: AsyncSession, job: ClaimedJob, *, error: str) -> bool:
-    """Park the job: no more attempts, the error kept for a person to read."""
+async def mark_failed(
+    session: AsyncSession, job: ClaimedJob, *, error: str, attempted: bool = True
+) -> bool:
+    """Park the job: no more attempts, the error kept for a person to read. Without
+    `attempted`, the claim's attempt is taken back: nothing was tried."""
     result = await session.execute(
         text(
             "UPDATE jobs SET status = 'failed', last_error = :error, finished_at = now(), "
+            "attempts = CASE WHEN :attempted THEN attempts ELSE greatest(attempts - 1, 0) END, "
             f"lease_token = NULL, leased_until = NULL WHERE id = :id AND {_FENCE}"
         ),
-        {"id": job.id, "token": job.lease_token, "error": error},
+        {"id": job.id, "token": job.lease_token, "error": error, "attempted": attempted},
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
 

@@ -7,7 +7,8 @@ several batches running, one commit carries what all of them settled in the last
 millisecond or so, instead of a commit each.
 
 Each outcome is written under its job's lease: a worker that lost the lease writes
-nothing, and the handler's rows (audit) are written only with an outcome that counted.
+nothing, and the handler's rows (audit, a suppressed address) are written only with an
+outcome that counted.
 """
 
 import asyncio
@@ -88,6 +89,7 @@ class OutcomeRecorder:
         # a delivery's record costs no disk flush, so the duplicate window and the drain
         # stay short.
         finished: list[tuple[str, metrics.JobOutcome]] = []
+        recorded: list[Callable[[], None]] = []
         async with self._sessionmaker() as session, session.begin():
             done = [item for item in group if isinstance(item.outcome, Done)]
             ours = await outbox.mark_succeeded(session, [item.job for item in done])
@@ -102,6 +104,7 @@ class OutcomeRecorder:
                     rows_by_type.setdefault(type(rows), []).append(rows)
             for rows_type, rows_of_type in rows_by_type.items():
                 await rows_type.write_all(session, rows_of_type)
+            failed_rows: dict[type[Rows], list[Rows]] = {}
             for item in group:
                 if isinstance(item.outcome, Held):
                     await outbox.hold(session, item.job, reason=item.outcome.reason)
@@ -109,11 +112,23 @@ class OutcomeRecorder:
                     # The retry and give-up lines are the job's own.
                     with scope(item.job.log_context()):
                         failed = await self._failed(session, item.job, item.outcome, item.handler)
-                    if failed is not None:
-                        finished.append((item.job.kind, failed))
+                    if failed is None:
+                        continue
+                    finished.append((item.job.kind, failed))
+                    if (rows := item.outcome.rows) is not None:
+                        failed_rows.setdefault(type(rows), []).append(rows)
+                    if item.outcome.recorded is not None:
+                        recorded.append(item.outcome.recorded)
+            for rows_type, rows_of_type in failed_rows.items():
+                await rows_type.write_all(session, rows_of_type)
         # Counted once committed: an outcome rolled back is run, and counted, again.
         for kind, outcome in finished:
             metrics.job_finished(kind, outcome)
+        for callback in recorded:
+            try:
+                callback()
+            except Exception:  # committed already: recording it again would be wrong
+                log.exception("a callback after recording outcomes raised")
 
     async def _failed(
         self, session: AsyncSession, job: ClaimedJob, outcome: Failed, handler: Handler | None
@@ -128,15 +143,24 @@ class OutcomeRecorder:
                 )
                 return "retried"
             return None
-        return "failed" if await self.give_up(session, job, outcome.error, handler) else None
+        parked = await self.give_up(
+            session, job, outcome.error, handler, attempted=outcome.attempted
+        )
+        return "failed" if parked else None
 
     async def give_up(
-        self, session: AsyncSession, job: ClaimedJob, error: str, handler: Handler | None
+        self,
+        session: AsyncSession,
+        job: ClaimedJob,
+        error: str,
+        handler: Handler | None,
+        *,
+        attempted: bool = True,
     ) -> bool:
         """Park the job for good; False when the lease was lost."""
         if job.expired and not error.startswith("gave up"):
             error = f"gave up after {self._max_age_hours:g} hours in the queue; last error: {error}"
-        if not await outbox.mark_failed(session, job, error=error):
+        if not await outbox.mark_failed(session, job, error=error, attempted=attempted):
             return False
         log.error("job %s (%s) failed for good: %s", job.id, job.kind, error)
         if handler is None:

@@ -6,7 +6,11 @@ A mail transfer agent never blames a message for how the relay felt at one momen
 - the relay refuses us (5xx at EHLO, AUTH or MAIL FROM, or an account-level refusal
   after DATA): a configuration or account problem, held and loudly reported;
 - the relay asks us to slow down (a 4xx saying so): the whole queue pauses a while;
-- this message is refused (5xx at RCPT TO, or after DATA for the message itself):
+- this recipient does not exist (a 5xx at RCPT TO about the address itself: 5.1.x,
+  or a plain "550 Invalid recipient"): permanent, and the address is suppressed
+  (`suppressions.py`), so that no later email to it is attempted;
+- this message is refused (any other 5xx at RCPT TO, e.g. a 5.7.x policy refusal that
+  says nothing about the mailbox, or a 5xx after DATA for the message itself):
   permanent for that message only;
 - any other 4xx for one message: retry that message with backoff;
 - anything unexpected: that message fails alone, and is retried with backoff.
@@ -25,6 +29,7 @@ class Fault(enum.Enum):
     RELAY_UNAVAILABLE = "relay unavailable"
     RELAY_REFUSES_US = "relay refuses us"
     RELAY_THROTTLED = "relay throttled"
+    RECIPIENT_REFUSED = "recipient refused"
     MESSAGE_REFUSED = "message refused"
     MESSAGE_TRANSIENT = "message transient"
     UNEXPECTED = "unexpected"
@@ -33,6 +38,11 @@ class Fault(enum.Enum):
     def is_relays(self) -> bool:
         return self in (Fault.RELAY_UNAVAILABLE, Fault.RELAY_REFUSES_US, Fault.RELAY_THROTTLED)
 
+    @property
+    def is_permanent(self) -> bool:
+        """Permanent for the message: retrying it would get the same answer."""
+        return self in (Fault.RECIPIENT_REFUSED, Fault.MESSAGE_REFUSED)
+
 
 # Providers word "slow down" in many ways (Gmail 421 4.7.28, SES 454 Throttling, "try
 # again later", "too many connections/messages"); the enhanced code 4.7.x is policy.
@@ -40,6 +50,27 @@ _SLOW_DOWN = re.compile(r"too many|try (again )?later|throttl|rate limit|slow do
 # A 5xx after DATA is usually about the message (552 too big, 5.6.x content), but some
 # are about the account: SES "554 Sending paused", quota and suspension refusals.
 _ACCOUNT_LEVEL = re.compile(r"paus|suspend|quota|account|not authori[sz]ed|daily", re.I)
+# A 5xx at RCPT TO condemns the address only when it is about the mailbox. Relays also
+# refuse there for reasons of their own or of ours: Postfix's "554 5.7.1 Relay access
+# denied" and "550 5.7.1 <x@y>: Recipient address rejected: Access denied" (policy),
+# sender verification, blocklists, a full mailbox (usually over by tomorrow). Those words,
+# and the enhanced code 5.7.x (security or policy), never suppress an address: a wrong
+# suppression loses every later email to someone, a missed one costs one attempt.
+_NOT_THE_MAILBOX = re.compile(
+    r"relay|denied|not permitted|not allowed|policy|authenticat|blocked|block ?list|"
+    r"black ?list|deny ?list|spam|reputation|sender|client host|helo|spf|dkim|dmarc|"
+    r"quota|\bfull\b|storage",
+    re.I,
+)
+_ENHANCED_CODE = re.compile(r"\s*5\.(\d{1,3})\.(\d{1,3})\b")
+# Under another enhanced code, the words that still say the mailbox is not there
+# (Outlook.com: "550 5.5.0 Requested action not taken: mailbox unavailable").
+_NO_SUCH_MAILBOX = re.compile(
+    r"mailbox unavailable|no such (user|mailbox|recipient|address)|user unknown|"
+    r"unknown (user|recipient|mailbox)|does not exist|doesn't exist|invalid recipient|"
+    r"recipient not found",
+    re.I,
+)
 
 
 def unwrap(exc: BaseException) -> BaseException:
@@ -53,6 +84,7 @@ def unwrap(exc: BaseException) -> BaseException:
 # its refusal ("550 5.1.1 <ada@example.com>: Recipient address rejected"), and aiosmtplib
 # names it again; the domain stays, since it is what an operator groups failures by.
 _LOCAL_PART = re.compile(r"""[^\s<>()\[\],;:"'@]+@(?=[^\s<>()\[\],;:"'@])""")
+_ADDRESS = re.compile(r"""[^\s<>()\[\],;:"'@]+@[^\s<>()\[\],;:"'@]+""")
 
 
 def describe(exc: BaseException) -> str:
@@ -75,7 +107,11 @@ def classify(exc: BaseException) -> Fault:
         codes = [refusal.code for refusal in exc.recipients]
         if any(_SLOW_DOWN.search(refusal.message) for refusal in exc.recipients):
             return Fault.RELAY_THROTTLED
-        return Fault.MESSAGE_REFUSED if min(codes) >= 500 else Fault.MESSAGE_TRANSIENT
+        if min(codes) < 500:
+            return Fault.MESSAGE_TRANSIENT
+        if all(_about_the_mailbox(refusal.message) for refusal in exc.recipients):
+            return Fault.RECIPIENT_REFUSED
+        return Fault.MESSAGE_REFUSED
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         return _by_reply(exc)
     if isinstance(exc, aiosmtplib.SMTPNotSupported | UndeliverableAddress):
@@ -87,6 +123,26 @@ def classify(exc: BaseException) -> Fault:
     if isinstance(exc, OSError):  # refused, reset, unreachable, timed out, ssl.SSLError
         return Fault.RELAY_UNAVAILABLE
     return Fault.UNEXPECTED
+
+
+def _about_the_mailbox(message: str) -> bool:
+    """Whether a 5xx at RCPT TO says the mailbox itself is no good (so the next email to it
+    would be refused the same way), rather than something about the relay or us."""
+    # Without the quoted address: a mailbox called "relay@" says nothing about the relay.
+    text = _ADDRESS.sub("<address>", message or "")
+    if _NOT_THE_MAILBOX.search(text):
+        return False
+    enhanced = _ENHANCED_CODE.match(text)
+    if enhanced is None:
+        return True  # a bare "550 Invalid recipient <x@y>" (MailHog), "550 No such user"
+    subject, detail = enhanced.groups()
+    if subject == "7":
+        return False
+    # 5.1.x: the address (bad mailbox, bad domain, bad syntax, moved); 5.2.1: the
+    # mailbox is disabled; 5.0.0: unspecified, which Postfix gives unknown users too.
+    if subject == "1" or (subject, detail) in (("2", "1"), ("0", "0")):
+        return True
+    return _NO_SUCH_MAILBOX.search(text) is not None
 
 
 def _by_reply(exc: aiosmtplib.SMTPResponseException) -> Fault:

@@ -99,6 +99,12 @@ JOBS_FINISHED = Counter(
     "attempts left), failed (parked for good).",
     ["kind", "outcome"],
 )
+EMAILS_SUPPRESSED = Counter(
+    f"{PREFIX}_emails_suppressed",
+    "Emails not attempted because their address is on the suppression list (the relay "
+    "refused it for good at RCPT TO before), by kind.",
+    ["kind"],
+)
 PASSWORD_HASHES = Gauge(
     f"{PREFIX}_password_hashes",
     "Password hashes running, and waiting for a hashing thread, over all processes.",
@@ -147,6 +153,16 @@ def job_finished(kind: str, outcome: JobOutcome) -> None:
 @functools.cache  # per job, as above
 def _finished_of(kind: str, outcome: JobOutcome) -> Counter:
     return JOBS_FINISHED.labels(kind=kind, outcome=outcome)
+
+
+def email_suppressed(kind: str) -> None:
+    EMAILS_SUPPRESSED.labels(kind=kind).inc()
+
+
+def email_kinds(kinds: Iterable[str]) -> None:
+    """Show the suppressed count of every email kind at 0 from the start."""
+    for kind in kinds:
+        EMAILS_SUPPRESSED.labels(kind=kind)
 
 
 def password_hashes(*, running: int, waiting: int) -> None:

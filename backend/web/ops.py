@@ -1,5 +1,6 @@
 """The operator page, `/ops/jobs`: the queue by state and kind, the mail relay's state, the
-jobs themselves, and retry and cancel for one job or a filtered set.
+jobs themselves, and retry and cancel for one job or a filtered set; the suppressed
+addresses, and lifting one (`ops_suppressions.py`).
 
 Mounted only when OPS_PASSWORD is set (backend/main.py); behind HTTP basic auth
 (ops_auth.py). Plain forms: a GET form filters, POST forms act (with the CSRF token of the
@@ -19,6 +20,7 @@ from pydantic import BaseModel, Field
 from backend.audit.service import record_job_actions
 from backend.jobs import admin
 from backend.mail.relay import recorded_states
+from backend.mail.suppressions import count_suppressions, list_suppressions
 from backend.models import JOB_STATUSES
 from backend.web.deps import AfterResponseDep, ContextDep, CsrfDep, SessionDep
 from backend.web.ops_auth import OperatorDep, require_operator
@@ -32,7 +34,11 @@ router = APIRouter(
 
 PAGE_SIZE = 100
 ERROR_PREVIEW = 160
+SUPPRESSIONS_SHOWN = 100
 Action = Literal["retried", "cancelled"]
+# What became of a lift of a suppressed address (`ops_suppressions.py`); the address
+# itself stays out of the URL, and so out of access logs.
+Lifted = Literal["lifted", "absent"]
 
 
 @dataclass(frozen=True)
@@ -73,10 +79,13 @@ async def jobs_page(
     done: Action | None = None,
     count: Annotated[int | None, Query(ge=0, le=JOB_ID_MAX)] = None,
     job: JobIdParam = None,
+    suppression: Lifted | None = None,
 ) -> Response:
     notice = _notice(done, count, job) if done is not None and count is not None else None
+    if suppression is not None:
+        notice = _LIFTED[suppression]
     if state and state not in JOB_STATUSES:
-        return await _page(
+        return await render_jobs_page(
             request,
             csrf,
             session,
@@ -84,7 +93,7 @@ async def jobs_page(
             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
             error=f"There is no state {state!r}; choose one of the list.",
         )
-    return await _page(
+    return await render_jobs_page(
         request, csrf, session, JobsFilter(state, kind), before=before, notice=notice
     )
 
@@ -119,7 +128,7 @@ def _action_route(action: Action) -> Callable[..., Awaitable[Response]]:
         job_id, where = form.job_id, JobsFilter(form.state, form.kind)
         shown = JobsFilter(where.state if where.state in JOB_STATUSES else "", where.kind)
         if not csrf.is_valid(request, form.csrf_token, form="ops_jobs.html"):
-            return await _page(
+            return await render_jobs_page(
                 request,
                 csrf,
                 session,
@@ -130,7 +139,7 @@ def _action_route(action: Action) -> Callable[..., Awaitable[Response]]:
             )
         allowed = admin.RETRYABLE if action == "retried" else admin.CANCELLABLE
         if job_id is None and where.state not in allowed:
-            return await _page(
+            return await render_jobs_page(
                 request,
                 csrf,
                 session,
@@ -170,7 +179,7 @@ router.post("/jobs/retry", response_class=HTMLResponse)(_action_route("retried")
 router.post("/jobs/cancel", response_class=HTMLResponse)(_action_route("cancelled"))
 
 
-async def _page(
+async def render_jobs_page(
     request: Request,
     csrf: CsrfDep,
     session: SessionDep,
@@ -194,6 +203,7 @@ async def _page(
         session, statuses=where.statuses, kind=where.kind or None
     )
     relays = await recorded_states(session)
+    suppressed = await list_suppressions(session, limit=SUPPRESSIONS_SHOWN)
     kinds = sorted({*by_kind, where.kind} - {""})
     page = FormPage(
         "ops_jobs.html",
@@ -204,6 +214,8 @@ async def _page(
             "by_kind": by_kind,
             "totals": totals,
             "relays": relays,
+            "suppressed": suppressed,
+            "suppressed_total": await count_suppressions(session),
             "jobs": jobs,
             "matching": matching,
             "newest": newest,
@@ -230,3 +242,9 @@ def _notice(done: Action, count: int, job: int | None) -> tuple[str, bool]:
     if count == 0:
         return f"No job was {done}: none matched any more.", False
     return f"{count} job{'s' if count != 1 else ''} {done}.", True
+
+
+_LIFTED: dict[Lifted, tuple[str, bool]] = {
+    "lifted": ("The address is off the suppression list: its next email will be sent.", True),
+    "absent": ("That address was not on the suppression list (any more); nothing was done.", False),
+}
