@@ -145,7 +145,7 @@ async def test_metrics_move_with_registrations_and_deliveries(
         assert value(after, "smtp_failures_total", fault=fault, operation="send") == 0
 
 
-async def test_a_refused_recipient_counts_as_a_message_refused(
+async def test_a_refused_recipient_is_counted_and_so_are_the_emails_it_then_misses(
     settings: Settings, mailhog: MailHog, jim: JimAPI
 ) -> None:
     # MailHog's Jim, as on a real MailHog: every recipient refused with 550.
@@ -154,15 +154,28 @@ async def test_a_refused_recipient_counts_as_a_message_refused(
         async with connect(app.url) as client:
             assert (await client.post("/api/register", json=user_json("ada"))).status_code == 201
 
-        def parked(samples: Samples) -> bool:
-            return value(samples, "jobs", kind="email.welcome", state="failed") == 1
+            def parked(samples: Samples) -> bool:
+                return value(samples, "jobs", kind="email.welcome", state="failed") == 1
 
-        samples = await scrape_until(app.url, parked)
-    assert value(samples, "smtp_failures_total", fault="message_refused", operation="send") == 1
+            samples = await scrape_until(app.url, parked)
+            # The address is suppressed now: a resent link is not even attempted.
+            resend = {"email": "ada@example.com"}
+            assert (await client.post("/api/verification/resend", json=resend)).status_code == 202
+
+            def suppressed(samples: Samples) -> bool:
+                return value(samples, "emails_suppressed_total", kind="email.verification") == 1
+
+            after = await scrape_until(app.url, suppressed)
+    assert value(samples, "smtp_failures_total", fault="recipient_refused", operation="send") == 1
+    assert value(samples, "smtp_failures_total", fault="message_refused", operation="send") == 0
     assert value(samples, "smtp_failures_total", fault="relay_unavailable", operation="send") == 0
     assert value(samples, "email_delivery_seconds_count", kind="email.welcome") is None
     assert value(samples, "relay_state", state="available") == 1  # the message's fault only
     assert value(samples, "jobs_finished_total", kind="email.welcome", outcome="failed") == 1
+    assert value(samples, "emails_suppressed_total", kind="email.welcome") == 0
+    # No second SMTP exchange: the failures stay at one.
+    assert value(after, "smtp_failures_total", fault="recipient_refused", operation="send") == 1
+    assert value(after, "jobs_finished_total", kind="email.verification", outcome="failed") == 1
     assert await mailhog.messages() == []
 
 

@@ -27,19 +27,21 @@ from tests.support.ops import form_fields
 from tests.support.ops_client import audit_rows, operator, page, post, statuses
 from tests.test_relay_faults import fault
 
-REFUSE_RCPT = fault("rcpt", "550 5.1.1 No such user")
+# A refusal of the message, not of the address (which would be suppressed: a retry of its
+# job would then end suppressed too, until the address is lifted; tests/test_suppression.py).
+REFUSE_MESSAGE = fault("data", "552 5.3.4 Message size exceeds fixed limit")
 
 
 async def test_retrying_a_failed_email_delivers_it_and_is_audited(
     settings: Settings, engine: AsyncEngine, mailhog: MailHog, jim: JimAPI
 ) -> None:
-    await jim.faults({**REFUSE_RCPT, "Match": "ada@"})
+    await jim.faults({**REFUSE_MESSAGE, "Match": "ada@"})
     async with operator(settings) as client:
         await register_via_api(client, "ada")
         [job] = await rows(
             engine, "SELECT id, status, last_error FROM jobs WHERE kind = 'email.welcome'"
         )
-        assert job["status"] == "failed" and "550" in job["last_error"]
+        assert job["status"] == "failed" and "552" in job["last_error"]
         await jim.off()
 
         html = await page(client, state="failed")
@@ -71,7 +73,7 @@ async def test_retrying_a_failed_email_delivers_it_and_is_audited(
 async def test_retrying_a_filtered_set_takes_the_jobs_the_page_showed(
     settings: Settings, engine: AsyncEngine, mailhog: MailHog, jim: JimAPI
 ) -> None:
-    await jim.faults(REFUSE_RCPT)
+    await jim.faults(REFUSE_MESSAGE)
     async with operator(settings) as client:
         for name in ("ada", "bob", "cyd"):
             await register_via_api(client, name)
