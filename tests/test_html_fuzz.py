@@ -49,9 +49,10 @@ NAMES = [
     "state",
     "kind",
     "login",
+    "address",
 ]
 FIELDS = st.dictionaries(
-    st.sampled_from([*NAMES, "through", "before", "done", "count", "job", "other"]),
+    st.sampled_from([*NAMES, "through", "before", "done", "count", "job", "suppression", "other"]),
     VALUE,
     max_size=6,
 )
@@ -75,6 +76,7 @@ ROUTES = st.sampled_from(
         ("GET", "/ops/jobs"),
         ("POST", "/ops/jobs/retry"),
         ("POST", "/ops/jobs/cancel"),
+        ("POST", "/ops/suppressions/remove"),
     ]
 )
 

@@ -1,5 +1,5 @@
-"""Jobs in every state and several kinds, to show on the operator page: for its tests and
-for scripts/screenshot_ops.py."""
+"""Jobs in every state and several kinds, and a suppressed address, to show on the operator
+page: for its tests and for scripts/screenshot_ops.py."""
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -37,13 +37,24 @@ _SEED = text(
     RETURNING id, status
     """
 )
+SUPPRESSED_ADDRESS = "bounced@example.com"
+_REFUSAL = "SMTPRecipientsRefused: 550 5.1.1 <***@example.com>: Recipient address rejected"
+_SUPPRESSION = text(
+    """
+    INSERT INTO email_suppressions (address, reason, created_at)
+    VALUES (:address, :reason, now() - interval '80 minutes')
+    ON CONFLICT DO NOTHING
+    """
+)
 
 
 async def seed_jobs(engine: AsyncEngine) -> dict[str, list[int]]:
-    """Ten jobs in every state and several kinds; returns their ids by state."""
+    """Ten jobs in every state and several kinds, and one suppressed address; returns the
+    jobs' ids by state."""
     async with engine.begin() as connection:
         result = await connection.execute(_SEED, {"secret": PAYLOAD_SECRET})
         ids: dict[str, list[int]] = {}
         for row in result:
             ids.setdefault(row.status, []).append(row.id)
+        await connection.execute(_SUPPRESSION, {"address": SUPPRESSED_ADDRESS, "reason": _REFUSAL})
     return ids
