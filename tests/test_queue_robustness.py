@@ -1,8 +1,11 @@
 """The queue's own robustness: a lost lease stops sending, a poison payload fails alone, an
-unknown kind is left for the process that knows it, a give-up hook that raises still parks."""
+unknown kind is left for the process that knows it, a give-up hook that raises still parks,
+and a failure's rows and callback count only under the lease."""
 
 import asyncio
+import functools
 from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
 
 import pytest
 from sqlalchemy import text
@@ -129,3 +132,77 @@ async def test_a_give_up_hook_that_raises_still_parks_the_job_once(
     ]
     # The hook's own half-written row was rolled back with it; the parking was not.
     assert await rows(engine, "SELECT id FROM audit_log") == []
+
+
+@dataclass(frozen=True)
+class Marker:
+    """Rows a failure carries (`Failed.rows`): one audit_log row per job."""
+
+    job_id: int
+
+    @classmethod
+    async def write_all(cls, session: AsyncSession, rows: Sequence["Marker"]) -> None:
+        for row in rows:
+            await session.execute(
+                text("INSERT INTO audit_log (action, job_id) VALUES ('marker', :id)"),
+                {"id": row.job_id},
+            )
+
+
+class KnownRefusedHandler:
+    """Fails each job for good without trying it, with rows and a callback; before the
+    second job's outcome, another worker takes that job over."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.recorded: list[int] = []
+
+    async def run(
+        self, jobs: Sequence[ClaimedJob]
+    ) -> AsyncGenerator[tuple[ClaimedJob, Outcome], None]:
+        for index, job in enumerate(sorted(jobs, key=lambda job: job.id)):
+            if index == 1:
+                async with self.engine.begin() as connection:
+                    await connection.execute(
+                        text("UPDATE jobs SET lease_token = gen_random_uuid() WHERE id = :id"),
+                        {"id": job.id},
+                    )
+            outcome = Failed(
+                error="known refused",
+                permanent=True,
+                rows=Marker(job.id),
+                recorded=functools.partial(self.recorded.append, job.id),
+                attempted=False,
+            )
+            yield job, outcome
+
+    async def on_give_up(self, session: AsyncSession, job: ClaimedJob, error: str) -> None:
+        pass
+
+    def ready(self) -> bool:
+        return True
+
+
+async def test_a_failure_s_rows_and_callback_count_only_under_the_lease(
+    engine: AsyncEngine, clean: None
+) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(
+            text("INSERT INTO jobs (kind, payload) VALUES ('known', '{}'), ('known', '{}')")
+        )
+    handler = KnownRefusedHandler(engine)
+    runner = JobRunner(
+        sessionmaker=async_sessionmaker(engine, expire_on_commit=False),
+        handlers={"known": handler},
+        config=RunnerConfig(lease_seconds=30),
+    )
+    await runner.drain()
+
+    ours, taken = await rows(engine, "SELECT id, status, attempts FROM jobs ORDER BY id")
+    # Nothing was tried: parked with its attempt taken back.
+    assert ours == {"id": ours["id"], "status": "failed", "attempts": 0}
+    assert taken["status"] == "running"  # the other worker's now: nothing recorded for it
+    assert await rows(engine, "SELECT job_id FROM audit_log WHERE action = 'marker'") == [
+        {"job_id": ours["id"]}
+    ]
+    assert handler.recorded == [ours["id"]]
