@@ -53,6 +53,8 @@ async def test_upgrade_check_downgrade_round_trip(empty_database: str) -> None:
         "rate_limit_counters",
         "sessions",
         "password_reset_tokens",
+        "email_changes",
+        "email_change_tokens",
     }
 
     await run_alembic(empty_database, "check")  # raises on any drift
