@@ -51,15 +51,12 @@ class ChangeLinks:
         # A job without its change gets no values: its template then fails to render,
         # and that job alone fails.
         wanted = {job.id: cid for job, _ in recipients if (cid := change_id(job)) is not None}
-        changes = dict(
-            (
-                await session.execute(
-                    select(EmailChange.id, EmailChange.new_email).where(
-                        EmailChange.id.in_(set(wanted.values()))
-                    )
-                )
-            ).tuples()
+        found = await session.execute(
+            select(EmailChange.id, EmailChange.new_email).where(
+                EmailChange.id.in_(set(wanted.values()))
+            )
         )
+        changes: dict[int, str] = {change: address for change, address in found.all()}
         wanted = {job_id: cid for job_id, cid in wanted.items() if cid in changes}
         if not wanted:
             return {}
