@@ -5,7 +5,6 @@ signs everything out; an address another account has is never taken, even by two
 confirmations at once."""
 
 import asyncio
-import re
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -14,8 +13,11 @@ from backend.devstack.app_process import AppProcess
 from backend.settings import Settings
 from tests.support.durability import wait_until
 from tests.support.helpers import (
+    CONFIRM_SUBJECT,
+    NOTICE_SUBJECT,
     PASSWORD,
     bearer_token,
+    change_token,
     confirmed_user,
     hidden_field,
     mails_about,
@@ -25,15 +27,6 @@ from tests.support.helpers import (
 from tests.support.mailhog import MailHog
 
 NEW = "ada@new.example.com"
-CONFIRM_SUBJECT = "confirm your new email address"
-NOTICE_SUBJECT = "your email address is being changed"
-
-
-def change_token(body: str, purpose: str) -> str:
-    """The token of an address change's link (`confirm` or `revert`) in an email's part."""
-    match = re.search(rf"http://testserver/email/{purpose}\?token=([A-Za-z0-9_\-]+)", body)
-    assert match, f"no {purpose} link in: {body!r}"
-    return match.group(1)
 
 
 async def ask_change(
