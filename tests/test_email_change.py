@@ -19,6 +19,7 @@ from tests.support.helpers import (
     bearer_token,
     change_token,
     confirmed_user,
+    execute,
     hidden_field,
     mails_about,
     rows,
@@ -215,3 +216,35 @@ async def test_a_newer_request_supersedes_the_older_link(
     done = await press(client, "confirm", change_token(second.part("text/plain"), "confirm"))
     assert done.status_code == 200
     assert await email_of(engine, "ada") == "second@example.com"
+
+
+async def test_an_address_taken_meanwhile_gets_the_409_page_and_nothing_changes(
+    client: httpx.AsyncClient, engine: AsyncEngine, mailhog: MailHog
+) -> None:
+    await confirmed_user(client, engine, "ada")
+    bearer = await bearer_token(client, "ada")
+    assert (await ask_change(client, bearer, NEW)).status_code == 202
+    [confirm] = await mails_about(mailhog, CONFIRM_SUBJECT)
+    [notice] = await mails_about(mailhog, NOTICE_SUBJECT)
+    confirm_token = change_token(confirm.part("text/plain"), "confirm")
+    revert_token = change_token(notice.part("text/plain"), "revert")
+
+    # Someone registers the new address before ada confirms it.
+    await confirmed_user(client, engine, "eve")
+    await execute(engine, "UPDATE users SET email = :e WHERE username = 'eve'", e=NEW)
+    taken = await press(client, "confirm", confirm_token)
+    assert taken.status_code == 409 and "This address is taken" in taken.text
+    assert await email_of(engine, "ada") == "ada@example.com"
+
+    # Eve lets it go; ada confirms (the link is still unused), then eve takes ada's old one.
+    await execute(engine, "UPDATE users SET email = 'eve@example.com' WHERE username = 'eve'")
+    assert (await press(client, "confirm", confirm_token)).status_code == 200
+    await execute(engine, "UPDATE users SET email = 'ada@example.com' WHERE username = 'eve'")
+    blocked = await press(client, "revert", revert_token)
+    assert blocked.status_code == 409 and "cannot be given back" in blocked.text
+    # Nothing was undone: the address, the bearer token and the link are as they were.
+    assert await email_of(engine, "ada") == NEW
+    me = await client.get("/api/me", headers={"Authorization": f"Bearer {bearer}"})
+    assert me.status_code == 200
+    page = await client.get("/email/revert", params={"token": revert_token})
+    assert page.status_code == 200
