@@ -8,13 +8,18 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from backend.accounts import (
+    email_change_confirm_email,
+    email_change_notice_email,
+    email_change_taken_email,
     password_changed_email,
     password_reset_email,
     registration_notice,
     resend,
     welcome_email,
 )
+from backend.accounts.email_change_links import ChangeLinks
 from backend.accounts.features import (
+    AddressChange,
     EmailVerification,
     PasswordReset,
     Registration,
@@ -79,6 +84,7 @@ class AppContext:
     email_verification: EmailVerification
     sign_in: SignIn
     password_reset: PasswordReset
+    address_change: AddressChange
 
     @classmethod
     def build(cls, settings: Settings) -> "AppContext":
@@ -119,6 +125,16 @@ class AppContext:
         reset_links = password_reset_email.ResetLinks(
             ttl_seconds=settings.password_reset_token_ttl, app_base_url=settings.app_base_url
         )
+        confirm_links = ChangeLinks(
+            purpose="confirm",
+            lifetime_seconds=settings.email_change_link_hours * 3600,
+            app_base_url=settings.app_base_url,
+        )
+        revert_links = ChangeLinks(
+            purpose="revert",
+            lifetime_seconds=settings.email_change_revert_days * 86400,
+            app_base_url=settings.app_base_url,
+        )
         # Each email is a kind of its own, defined with its feature; the queue knows none.
         handlers: dict[str, Handler] = {
             welcome_email.KIND: email_handler(template=welcome_email.TEMPLATE),
@@ -130,6 +146,16 @@ class AppContext:
                 template=password_reset_email.TEMPLATE, send_time_values=reset_links
             ),
             password_changed_email.KIND: email_handler(template=password_changed_email.TEMPLATE),
+            # An address change's links are rows too, written when their emails are sent.
+            email_change_confirm_email.KIND: email_handler(
+                template=email_change_confirm_email.TEMPLATE, send_time_values=confirm_links
+            ),
+            email_change_notice_email.KIND: email_handler(
+                template=email_change_notice_email.TEMPLATE, send_time_values=revert_links
+            ),
+            email_change_taken_email.KIND: email_handler(
+                template=email_change_taken_email.TEMPLATE
+            ),
             AUDIT_KIND: AuditHandler(),
         }
         metrics.email_kinds(k for k, h in handlers.items() if isinstance(h, UserEmailHandler))
@@ -222,6 +248,15 @@ class AppContext:
                 hasher=hasher,
                 account_limit=account_signin_limit,
                 link_lifetime=reset_links.lifetime,
+            ),
+            address_change=AddressChange(
+                sender_address=settings.mail_from,
+                smtputf8=settings.mail_smtputf8,
+                hasher=hasher,
+                mail_limit=mail_limit,
+                account_limit=account_signin_limit,
+                link_lifetime=confirm_links.lifetime,
+                revert_lifetime=revert_links.lifetime,
             ),
         )
 

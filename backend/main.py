@@ -31,6 +31,8 @@ from backend.ratelimits import RateLimitStorageUnavailable
 from backend.settings import Settings, get_settings, settings_or_exit
 from backend.web import (
     api,
+    email_change_api,
+    email_change_pages,
     health,
     metrics_route,
     ops,
@@ -108,9 +110,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(verification_pages.router)
     app.include_router(signin_pages.router)
     app.include_router(password_pages.router)
+    app.include_router(email_change_pages.router)
     app.include_router(api.router)
     app.include_router(signin_api.router)
     app.include_router(password_api.router)
+    app.include_router(email_change_api.router)
     app.include_router(health.router)
     app.include_router(metrics_route.router)
     if settings.ops_enabled:

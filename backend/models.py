@@ -98,6 +98,46 @@ class PasswordResetToken(Base):
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class EmailChange(Base):
+    """A request to move an account to another address. Nothing changes until the new
+    address confirms (`confirmed_at`); the old address can undo it (`reverted_at`) for
+    EMAIL_CHANGE_REVERT_DAYS. A newer request of the same account supersedes an
+    unconfirmed one (`superseded_at`): only the latest can be confirmed."""
+
+    __tablename__ = "email_changes"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    old_email: Mapped[str] = mapped_column(String(320))
+    new_email: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reverted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    superseded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class EmailChangeToken(Base):
+    """A link of an address change: `confirm` (sent to the new address) or `revert` (sent
+    to the old one). Only the SHA-256 of its opaque token is stored; it works once
+    (`used_at`), until `expires_at`. Written when its email is sent."""
+
+    __tablename__ = "email_change_tokens"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    change_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("email_changes.id", ondelete="CASCADE"), index=True
+    )
+    purpose: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (CheckConstraint("purpose IN ('confirm', 'revert')", name="purpose_known"),)
+
+
 class AuditLog(Base):
     __tablename__ = "audit_log"
 

@@ -125,6 +125,10 @@ class Settings(DatabaseSettings):
     # client (429) and per address (past it, the email is dropped: the answer is the same).
     password_reset_token_ttl: int = Field(default=3600, ge=1)
     password_reset_rate_limit: str = "5/hour"
+    # Changing the address (docs/address-change.md): how long the link to the new address
+    # works, and how long the old address can undo the change.
+    email_change_link_hours: int = Field(default=24, ge=1)
+    email_change_revert_days: int = Field(default=7, ge=1)
     # Argon2 hashes run at once (0: one per core), and how many more may wait their turn;
     # past that a registration gets 503 with Retry-After at once.
     password_hash_workers: int = Field(default=0, ge=0)

@@ -54,6 +54,8 @@ async def test_upgrade_check_downgrade_round_trip(empty_database: str) -> None:
         "sessions",
         "password_reset_tokens",
         "email_suppressions",
+        "email_changes",
+        "email_change_tokens",
     }
 
     await run_alembic(empty_database, "check")  # raises on any drift

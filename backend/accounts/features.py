@@ -12,7 +12,16 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.accounts import password_reset, resend, service, signin, verification
+from backend.accounts import (
+    email_change,
+    email_change_apply,
+    password_reset,
+    resend,
+    service,
+    signin,
+    verification,
+)
+from backend.accounts.email_change_links import Purpose
 from backend.accounts.mail_limit import MailLimit
 from backend.accounts.passwords import PasswordHasher
 from backend.accounts.schemas import RegistrationIn
@@ -201,3 +210,68 @@ class PasswordReset:
             except Exception:
                 log.warning("a reset's counts could not be updated", exc_info=True)
         return result
+
+
+@dataclass(frozen=True, kw_only=True)
+class AddressChange:
+    """`email_change` with MAIL_FROM, MAIL_SMTPUTF8, the hasher, the mail budget and the
+    per-account SIGNIN_RATE_LIMIT (the password is checked as a sign-in checks it)
+    applied; the link lifetimes in words for the pages."""
+
+    sender_address: str
+    smtputf8: bool
+    hasher: PasswordHasher
+    mail_limit: MailLimit
+    account_limit: AccountSigninLimit
+    # EMAIL_CHANGE_LINK_HOURS and EMAIL_CHANGE_REVERT_DAYS in words ("24 hours", "7 days").
+    link_lifetime: str
+    revert_lifetime: str
+
+    async def request(
+        self,
+        session: AsyncSession,
+        *,
+        user: User,
+        email: str,
+        password: str,
+        channel: metrics.Channel,
+    ) -> email_change.ChangeRequested:
+        """Raises TooManySignIns past the account's sign-in limit (before the hash),
+        ChangeRefused (422) and HashingOverloaded."""
+        if wait := await self.account_limit.retry_after(login=user.username):
+            raise TooManySignIns(wait)
+        result = await email_change.request_email_change(
+            session,
+            user=user,
+            new_email=email,
+            password=password,
+            channel=channel,
+            hasher=self.hasher,
+            mail_limit=self.mail_limit,
+            sender_address=self.sender_address,
+            smtputf8=self.smtputf8,
+        )
+        if result.notified:
+            # The notice to the old address goes whatever its budget says (its owner must
+            # hear of the change); counted, so later mail to it finds the budget used.
+            try:
+                await self.mail_limit.count_sent(address=result.notified)
+            except Exception:
+                log.warning("an address change notice could not be counted", exc_info=True)
+        return result
+
+    async def check(
+        self, session: AsyncSession, *, token: str, purpose: Purpose
+    ) -> email_change.ChangeLinkResult:
+        """Read only: what the link would do (see `check_change_link`)."""
+        return await email_change.check_change_link(session, token=token, purpose=purpose)
+
+    async def confirm(
+        self, session: AsyncSession, *, token: str, channel: metrics.Channel
+    ) -> email_change.ChangeLinkResult:
+        return await email_change_apply.confirm_change(session, token=token, channel=channel)
+
+    async def revert(
+        self, session: AsyncSession, *, token: str, channel: metrics.Channel
+    ) -> email_change.ChangeLinkResult:
+        return await email_change_apply.revert_change(session, token=token, channel=channel)

@@ -82,3 +82,20 @@ class PasswordResetIn(BaseModel):
     token: Annotated[str, Field(min_length=1, max_length=256)]
     # The same rules as at registration.
     password: Password
+
+
+class EmailChangeIn(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"email": "ada@new.example.com", "password": "correct horse"}]
+        }
+    )
+
+    # The new address, normalised (IDNA, letter case of the domain) as at registration.
+    email: Email
+    # The current password; any length a password could have (a wrong one is a 401).
+    password: Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class EmailChangeAccepted(BaseModel):
+    detail: str

@@ -51,10 +51,18 @@ def user_email_payload(*, kind: str, sender_address: str) -> dict[str, Any]:
 
 
 def enqueue_user_email(
-    session: AsyncSession, *, kind: str, user_id: uuid.UUID, sender_address: str
+    session: AsyncSession,
+    *,
+    kind: str,
+    user_id: uuid.UUID,
+    sender_address: str,
+    extra: dict[str, Any] | None = None,
 ) -> Job:
+    """`extra`: more payload keys, e.g. `to` (another address than the account's)."""
     payload = user_email_payload(kind=kind, sender_address=sender_address)
-    return enqueue(session, kind=kind, payload={"user_id": str(user_id), **payload})
+    return enqueue(
+        session, kind=kind, payload={"user_id": str(user_id), **payload, **(extra or {})}
+    )
 
 
 class SendTimeValues(Protocol):
@@ -229,8 +237,12 @@ class UserEmailHandler:
             base_url=self._base_url,
             **extra,
         )
+        # An address change's emails go to the address concerned, not the account's one.
+        to = job.payload.get("to") or user.email
+        if not isinstance(to, str):
+            raise TypeError("the payload's 'to' is not an address")
         return OutgoingEmail(
-            to=user.email,
+            to=to,
             to_name=user.username,
             message_id=str(job.payload["message_id"]),
             content=content,

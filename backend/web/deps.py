@@ -12,6 +12,7 @@ from fastapi import BackgroundTasks, Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.accounts.features import (
+    AddressChange,
     EmailVerification,
     PasswordReset,
     Registration,
@@ -156,6 +157,10 @@ def get_password_reset(context: ContextDep) -> PasswordReset:
     return context.password_reset
 
 
+def get_address_change(context: ContextDep) -> AddressChange:
+    return context.address_change
+
+
 def get_sign_in(context: ContextDep) -> SignIn:
     return context.sign_in
 
@@ -186,3 +191,4 @@ SessionCookieDep = Annotated[SessionCookie, Depends(get_session_cookie)]
 SignInDep = Annotated[SignIn, Depends(get_sign_in)]
 PasswordResetLimitDep = Annotated[ClientLimit, Depends(get_password_reset_limit)]
 PasswordResetDep = Annotated[PasswordReset, Depends(get_password_reset)]
+AddressChangeDep = Annotated[AddressChange, Depends(get_address_change)]

@@ -41,7 +41,7 @@ def _login_page(login: str = "", *, unconfirmed: bool = False, notice: str = "")
     return FormPage("login.html", {"login": login, "unconfirmed": unconfirmed, "notice": notice})
 
 
-def _account_page(user: User) -> FormPage:
+def account_page(user: User) -> FormPage:
     return FormPage(
         "account.html",
         {
@@ -120,7 +120,7 @@ async def account(
     user = await sign_in.user(session, token=cookie.read(request), kind="browser")
     if user is None:
         return _see_other("/login")
-    return render_form(request, csrf, _account_page(user))
+    return render_form(request, csrf, account_page(user))
 
 
 @router.post("/logout", response_class=HTMLResponse, dependencies=[NO_STORE])
@@ -138,7 +138,7 @@ async def logout(
         user = await sign_in.user(session, token=token, kind="browser")
         if user is None:
             return _see_other("/login")
-        page = _account_page(user).with_error(FORM_REFUSED)
+        page = account_page(user).with_error(FORM_REFUSED)
         return render_form(request, csrf, page, status_code=status.HTTP_403_FORBIDDEN)
     await sign_in.sign_out(session, token=token, kind="browser")
     response = _see_other("/login")

@@ -140,6 +140,18 @@ def reset_token(body: str) -> str:
     return match.group(1)
 
 
+# The subjects of an address change's emails (to the new address; to the old one).
+CONFIRM_SUBJECT = "confirm your new email address"
+NOTICE_SUBJECT = "your email address is being changed"
+
+
+def change_token(body: str, purpose: str) -> str:
+    """The token of an address change's link (`confirm` or `revert`) in an email's part."""
+    match = re.search(rf"/email/{purpose}\?token=([A-Za-z0-9_\-]+)", body)
+    assert match, f"no {purpose} link in: {body!r}"
+    return match.group(1)
+
+
 async def mails_about(
     mailhog: Any, words: str, count: int = 1, *, within: float = 30.0
 ) -> list[Any]:

@@ -23,7 +23,10 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from backend.settings import Settings
 from backend.web.csrf import COOKIE_NAME, Csrf
 from tests.support.helpers import (
+    CONFIRM_SUBJECT,
+    NOTICE_SUBJECT,
     PASSWORD,
+    change_token,
     csrf_token,
     hidden_field,
     mails_about,
@@ -69,6 +72,17 @@ APP_PAGES: dict[str, HtmlPage] = {
     "login form: password changed": HtmlPage("login.html", 200, no_store=True),
     "password reset: used": HtmlPage("password_reset.html", 400, no_store=True),
     "password reset: invalid": HtmlPage("password_reset.html", 400, no_store=True),
+    # Changing the address from the account page: a wrong password, the "check your new
+    # inbox" page, the new address's link (asked, done, used) and the old one's (asked,
+    # done: everything signed out, used).
+    "account: address change refused": HtmlPage("account.html", 401, no_store=True),
+    "address change sent": HtmlPage("email_change_sent.html", 200, no_store=True),
+    "email confirm: asked": HtmlPage("email_confirm.html", 200, no_store=True),
+    "email confirm: done": HtmlPage("email_confirm.html", 200, no_store=True),
+    "email confirm: used": HtmlPage("email_confirm.html", 400, no_store=True),
+    "email revert: asked": HtmlPage("email_revert.html", 200, no_store=True),
+    "email revert: done": HtmlPage("email_revert.html", 200, no_store=True),
+    "email revert: used": HtmlPage("email_revert.html", 400, no_store=True),
     # The answers of POST /register when Argon2's queue is full, and when the database is down.
     "busy": HtmlPage("busy.html", 503, no_store=True),
     "unavailable": HtmlPage("unavailable.html", 503, no_store=True),
@@ -198,6 +212,10 @@ async def fetch_app_pages(
         )
         pages["account"] = await http.post("/login", data={**sign_in, "password": PASSWORD})
         pages |= await _fetch_reset_pages(http, mailhog)
+        # After the reset: the change's notice to ada's address would use the last of its
+        # mail budget, which the reset email needs.
+        account = await http.post("/login", data={**sign_in, "password": NEW_PASSWORD})
+        pages |= await _fetch_change_pages(http, mailhog, csrf_token(account.text))
         pages["ops jobs"] = await http.get("/ops/jobs", auth=OPS_AUTH)
         # The registration's jobs have all succeeded, so the page shows no action's form (and
         # no token for it): the token is made here, as the page would make it for this
@@ -246,6 +264,36 @@ async def _fetch_reset_pages(
     pages["password reset: invalid"] = await http.get(
         "/password/reset", params={"token": "not-a-token"}
     )
+    return pages
+
+
+# The address a walk moves ada to (and back from), tests/test_accessibility.py's too.
+CHANGED_EMAIL = "ada@new.example.com"
+
+
+async def _fetch_change_pages(
+    http: httpx.AsyncClient, mailhog: MailHog, account_token: str
+) -> dict[str, httpx.Response]:
+    """ada's address changed from the account page, confirmed, then undone (which signs
+    her out): her address is ada@example.com again afterwards."""
+    pages: dict[str, httpx.Response] = {}
+    form = {"csrf_token": account_token, "email": CHANGED_EMAIL}
+    pages["account: address change refused"] = await http.post(
+        "/account/email", data={**form, "password": "not the password"}
+    )
+    # Her password since the reset walk.
+    pages["address change sent"] = await http.post(
+        "/account/email", data={**form, "password": NEW_PASSWORD}
+    )
+    [confirm] = await mails_about(mailhog, CONFIRM_SUBJECT)
+    [notice] = await mails_about(mailhog, NOTICE_SUBJECT)
+    for purpose, mail in (("confirm", confirm), ("revert", notice)):
+        link = {"token": change_token(mail.part("text/plain"), purpose)}
+        pages[f"email {purpose}: asked"] = asked = await http.get(f"/email/{purpose}", params=link)
+        pages[f"email {purpose}: done"] = await http.post(
+            f"/email/{purpose}", data={**link, "csrf_token": csrf_token(asked.text)}
+        )
+        pages[f"email {purpose}: used"] = await http.get(f"/email/{purpose}", params=link)
     return pages
 
 
