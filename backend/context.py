@@ -16,6 +16,7 @@ from backend.accounts import (
 )
 from backend.accounts.features import (
     EmailVerification,
+    MailStatus,
     PasswordReset,
     Registration,
     SignIn,
@@ -78,6 +79,7 @@ class AppContext:
     email_verification: EmailVerification
     sign_in: SignIn
     password_reset: PasswordReset
+    mail_status: MailStatus
 
     @classmethod
     def build(cls, settings: Settings) -> "AppContext":
@@ -221,6 +223,7 @@ class AppContext:
                 account_limit=account_signin_limit,
                 link_lifetime=reset_links.lifetime,
             ),
+            mail_status=MailStatus(),
         )
 
     async def close(self) -> None:

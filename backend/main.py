@@ -32,11 +32,13 @@ from backend.settings import Settings, get_settings, settings_or_exit
 from backend.web import (
     api,
     health,
+    mail_status_api,
     metrics_route,
     ops,
     pages,
     password_api,
     password_pages,
+    registered_page,
     signin_api,
     signin_pages,
     verification_pages,
@@ -104,11 +106,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if docs:
         app.include_router(docs_router(openapi_url="/openapi.json"))
     app.include_router(pages.router)
+    app.include_router(registered_page.router)
     app.include_router(verification_pages.router)
     app.include_router(signin_pages.router)
     app.include_router(password_pages.router)
     app.include_router(api.router)
     app.include_router(signin_api.router)
+    app.include_router(mail_status_api.router)
     app.include_router(password_api.router)
     app.include_router(health.router)
     app.include_router(metrics_route.router)

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.accounts import password_reset, resend, service, signin, verification
+from backend.accounts import mail_status, password_reset, resend, service, signin, verification
 from backend.accounts.mail_limit import MailLimit
 from backend.accounts.passwords import PasswordHasher
 from backend.accounts.schemas import RegistrationIn
@@ -201,3 +201,18 @@ class PasswordReset:
             except Exception:
                 log.warning("a reset's counts could not be updated", exc_info=True)
         return result
+
+
+@dataclass(frozen=True, kw_only=True)
+class MailStatus:
+    """`mail_status`, with how many emails a person is shown: what became of the emails
+    queued for them, read from the outbox (no work added to sending)."""
+
+    limit: int = mail_status.DEFAULT_LIMIT
+
+    async def of_user(self, session: AsyncSession, *, user: User) -> list[mail_status.MailState]:
+        return await mail_status.emails_of(session, user=user, limit=self.limit)
+
+    async def of_job(self, session: AsyncSession, *, job_id: int) -> mail_status.MailState | None:
+        """Only for a caller holding a proof that this job is theirs (a signed cookie)."""
+        return await mail_status.email_by_id(session, job_id=job_id)
