@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from backend.devstack.app_process import AppProcess
 from backend.devstack.smtp_proxy import SmtpProxy
 from backend.settings import Settings
+from backend.web.registered_cookie import RegisteredCookie
 from tests.support.durability import through_proxy, wait_until
 from tests.support.helpers import PASSWORD, csrf_token, rows
 from tests.support.jim import JimAPI
@@ -39,6 +40,12 @@ def signed(value: object, secret: str = TEST_SECRET) -> str:
     return URLSafeTimedSerializer(secret, salt="registered").dumps(value)
 
 
+def made(job_id: int, secret: str = TEST_SECRET) -> str:
+    """A cookie as the app makes them, naming `job_id`, for mallory."""
+    cookie = RegisteredCookie(secret, secure=False)
+    return cookie.value(username="mallory", email="mallory@example.com", email_job_id=job_id)
+
+
 async def test_the_page_follows_the_welcome_email_until_it_is_sent(
     settings: Settings, proxy: SmtpProxy, engine: AsyncEngine, mailhog: MailHog
 ) -> None:
@@ -61,6 +68,8 @@ async def test_the_page_follows_the_welcome_email_until_it_is_sent(
                 bool,
             )
             sent = await http.get("/register/done")
+            [welcome] = await rows(engine, "SELECT id FROM jobs WHERE kind = 'email.welcome'")
+            job_id = welcome["id"]
         async with httpx.AsyncClient(base_url=app.url, timeout=30) as stranger:
             other_browser = await stranger.get("/register/done")
 
@@ -69,6 +78,11 @@ async def test_the_page_follows_the_welcome_email_until_it_is_sent(
     for flag in ("HttpOnly", "Max-Age=86400", "Path=/", "SameSite=lax"):
         assert flag in cookie
     assert "Secure" not in cookie  # APP_BASE_URL is http here
+    # The job id is in it masked: readable, it names no job.
+    value = cookie.split(";")[0].removeprefix("registered=").strip('"')
+    readable = URLSafeTimedSerializer(TEST_SECRET, salt="registered").loads(value)
+    assert set(readable) == {"username", "email", "nonce", "job"}
+    assert int(readable["job"], 16) != job_id
 
     assert state(waiting.text) in ("Waiting to be sent", "Being sent now", "Not sent yet, retrying")
     assert state(retrying.text) == "Not sent yet, retrying"
@@ -118,12 +132,15 @@ async def test_a_forged_or_foreign_cookie_gets_the_generic_page(
             await register_by_form(http, "grace")
             await mailhog.wait_for(1)
             [audit_job] = await rows(engine, "SELECT id FROM jobs WHERE kind = 'audit.write'")
-            who = {"username": "mallory", "email": "mallory@example.com"}
+            [welcome] = await rows(engine, "SELECT id FROM jobs WHERE kind = 'email.welcome'")
+            who = {"username": "mallory", "email": "mallory@example.com", "nonce": "n"}
             cookies = {
                 "garbage": "not-signed",
-                "another key": signed({**who, "job": 1}, secret="x" * 40),
-                "not an email job": signed({**who, "job": audit_job["id"]}),
-                "huge id": signed({**who, "job": 2**70}),
+                "another key": made(welcome["id"], secret="x" * 40),
+                "not an email job": made(audit_job["id"]),
+                "no job": signed({**who}),
+                "job not hex": signed({**who, "job": "zz"}),
+                "job past bigint": signed({**who, "job": "f" * 40}),
                 "not a dict": signed(["mallory"]),
             }
             pages = {}

@@ -11,9 +11,9 @@ the page after registering and the API's users all see the same story.
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
-from sqlalchemy import Text, cast, literal_column, select, text
+from sqlalchemy import Row, Text, cast, literal_column, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.mail.faults import mask_addresses
@@ -140,24 +140,21 @@ _COLUMNS = (
     Job.created_at,
     Job.finished_at,
     Job.last_error,
-    Job.payload["to"].astext,
+    Job.payload["to"].astext.label("to"),
 )
 
 
-def _state(row: tuple[object, ...], *, address: str | None) -> MailState:
-    job_id, kind, status, attempts, created_at, finished_at, last_error, to = row
-    assert isinstance(job_id, int) and isinstance(kind, str) and isinstance(status, str)
-    assert isinstance(attempts, int) and isinstance(created_at, datetime)
-    error = mask_addresses(last_error) if isinstance(last_error, str) else None
-    shown = status_of(status, attempts=attempts, last_error=error)
+def _state(row: Row[Any], *, address: str | None) -> MailState:
+    error = mask_addresses(row.last_error) if row.last_error else None
+    shown = status_of(row.status, attempts=row.attempts, last_error=error)
     return MailState(
-        job_id=job_id,
-        kind=kind,
-        to=str(to or address or ""),
+        job_id=row.id,
+        kind=row.kind,
+        to=row.to or address or "",
         status=shown,
-        attempts=attempts,
-        queued_at=created_at,
-        sent_at=finished_at if shown == "sent" and isinstance(finished_at, datetime) else None,
+        attempts=row.attempts,
+        queued_at=row.created_at,
+        sent_at=row.finished_at if shown == "sent" else None,
         last_error=error,
     )
 
@@ -173,7 +170,7 @@ async def emails_of(
         .order_by(Job.id.desc())
         .limit(limit)
     )
-    return [_state(tuple(row), address=user.email) for row in rows]
+    return [_state(row, address=user.email) for row in rows]
 
 
 async def email_by_id(session: AsyncSession, *, job_id: int) -> MailState | None:
@@ -181,12 +178,9 @@ async def email_by_id(session: AsyncSession, *, job_id: int) -> MailState | None
     (the page after registering holds a signed cookie naming it)."""
     row = (
         await session.execute(
-            select(*_COLUMNS, User.email)
+            select(*_COLUMNS, User.email.label("address"))
             .outerjoin(User, cast(User.id, Text) == _USER_OF_JOB)
             .where(Job.id == job_id, _EMAIL_JOB)
         )
     ).first()
-    if row is None:
-        return None
-    *columns, address = tuple(row)
-    return _state(tuple(columns), address=address)
+    return None if row is None else _state(row, address=row.address)

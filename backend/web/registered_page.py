@@ -23,7 +23,9 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.accounts.features import MailStatus
 from backend.accounts.mail_status import StateWords, Status, state_words
 from backend.web.deps import ContextDep, MailStatusDep, RegisteredCookieDep, SessionDep
 from backend.web.registered_cookie import RegisteredBrowser
@@ -35,11 +37,7 @@ router = APIRouter(include_in_schema=False)
 # How long a pretended email (see above) waits in the queue before it reads as sent:
 # about as long as a real one takes while the relay answers.
 PRETENDED_QUEUE_TIME = timedelta(seconds=2)
-NOT_QUEUED = StateWords(
-    "Not sent",
-    "A welcome email could not be sent now: this address has been sent many emails "
-    "lately. Ask for a new link in a while.",
-)
+NOT_QUEUED = StateWords("Not sent", "A welcome email could not be sent now.")
 
 
 @dataclass(frozen=True)
@@ -75,8 +73,10 @@ async def register_done(
 
 
 async def _shown_state(
-    session: SessionDep, who: RegisteredBrowser, *, mail_status: MailStatusDep, safe: bool
+    session: AsyncSession, who: RegisteredBrowser, *, mail_status: MailStatus, safe: bool
 ) -> ShownState | None:
+    # The same query with or without an email (id 0 is nobody's): the same time taken.
+    state = await mail_status.of_job(session, job_id=who.email_job_id or 0)
     if who.email_job_id is None:
         if not safe:
             return ShownState(None, NOT_QUEUED, final=True)
@@ -84,7 +84,6 @@ async def _shown_state(
             return ShownState("queued", state_words("queued"), final=False)
         sent_at = who.at + PRETENDED_QUEUE_TIME
         return ShownState("sent", state_words("sent", sent_at=sent_at), final=True)
-    state = await mail_status.of_job(session, job_id=who.email_job_id)
     if state is None:
         # Purged since (JOB_RETENTION_DAYS): nothing to tell, and nothing wrong.
         return None
