@@ -1,28 +1,36 @@
 """What became of a person's emails, as they see it: GET /api/me/emails and "Your emails"
 on /account, through a real uvicorn and the inbox; the relay down (the SMTP proxy) and
-back, an operator's cancel, only one's own emails, 401 without a token."""
+back, an operator's cancel, only one's own emails, 401 without a token; an email to an
+address of its own, suppressed, its answer masked; and the query through its index."""
 
+import json
+import uuid
 from datetime import datetime
 from typing import Any
 
 import httpx
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from backend.accounts import mail_status
 from backend.audit.service import record_job_actions
 from backend.devstack.app_process import AppProcess
 from backend.devstack.smtp_proxy import SmtpProxy
 from backend.jobs import admin
+from backend.models import User
 from backend.settings import Settings
 from tests.support.durability import through_proxy, wait_until
 from tests.support.helpers import (
     bearer_token,
     confirmed_user,
+    execute,
     jobs_settled,
     rows,
     sign_in_form,
 )
 from tests.support.mailhog import MailHog
 
+USER_ID = uuid.UUID("00000000-0000-4000-8000-000000000001")
 FIELDS = {"kind", "to", "status", "attempts", "queued_at", "sent_at", "last_error"}
 
 
@@ -151,3 +159,77 @@ async def _cancel(engine: AsyncEngine, job_id: int) -> None:
         ids = [job.id for job in cancelled]
         await session.commit()
     assert ids == [job_id]
+
+
+async def test_an_address_of_its_own_and_a_suppressed_email_with_its_answer_masked(
+    settings: Settings, engine: AsyncEngine, mailhog: MailHog
+) -> None:
+    with AppProcess(settings) as app:
+        async with httpx.AsyncClient(base_url=app.url, timeout=30) as http:
+            ada = await confirmed_user(http, engine, "ada")
+            await mailhog.wait_for(1)
+            await jobs_settled(engine)
+            # As an email to another address ends when that address is suppressed (its
+            # answer unmasked here: masked again on the way out).
+            await execute(
+                engine,
+                "INSERT INTO jobs (kind, payload, status, attempts, last_error, finished_at) "
+                "VALUES ('email.address_change', jsonb_build_object('user_id', "
+                "CAST(:user_id AS text), 'to', 'ada.new@example.org'), 'failed', 0, "
+                "'suppressed: 550 5.1.1 <ada.new@example.org>: no such user', now())",
+                user_id=ada["id"],
+            )
+            [suppressed, welcome] = await my_emails(http, await bearer_token(http, "ada"))
+
+    assert suppressed["kind"] == "email.address_change"
+    assert (suppressed["to"], suppressed["status"]) == ("ada.new@example.org", "suppressed")
+    assert suppressed["last_error"] == "suppressed: 550 5.1.1 <***@example.org>: no such user"
+    assert suppressed["sent_at"] is None
+    assert (welcome["to"], welcome["status"]) == ("ada@example.com", "sent")
+
+
+async def test_a_persons_emails_are_read_through_their_index(
+    engine: AsyncEngine, clean: None
+) -> None:
+    """Whatever plan the prepared statement gets (generic, here), one person's emails are
+    found without reading anyone else's, nor the audit jobs."""
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO jobs (kind, payload, status) "
+                "SELECT CASE WHEN n % 2 = 0 THEN 'email.welcome' ELSE 'audit.write' END, "
+                "jsonb_build_object('user_id', CAST(gen_random_uuid() AS text)), 'succeeded' "
+                "FROM generate_series(1, 5000) AS n"
+            )
+        )
+        await connection.execute(
+            text(
+                "INSERT INTO jobs (kind, payload, status) SELECT 'email.welcome', "
+                "jsonb_build_object('user_id', CAST(:user_id AS text)), 'succeeded' "
+                "FROM generate_series(1, 3)"
+            ),
+            {"user_id": str(USER_ID)},
+        )
+        await connection.execute(text("ANALYZE jobs"))
+    user = User(id=USER_ID, email="ada@example.com")
+    async with async_sessionmaker(engine)() as session:
+        assert len(await mail_status.emails_of(session, user=user)) == 3
+    compiled = mail_status.emails_query(str(USER_ID)).compile(dialect=engine.dialect)
+    values = ", ".join(f"'{compiled.params[name]}'" for name in compiled.positiontup or [])
+    async with engine.connect() as connection:
+        await connection.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+        await connection.exec_driver_sql(f"PREPARE mine AS {compiled}")
+        explained = await connection.scalar(
+            text(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE mine({values})")
+        )
+        await connection.rollback()
+    [plan] = json.loads(explained) if isinstance(explained, str) else explained
+    assert "ix_jobs_email_by_user" in json.dumps(plan)
+    assert _rows_read(plan["Plan"]) <= 3
+
+
+def _rows_read(plan: dict[str, Any]) -> int:
+    read = 0
+    if plan.get("Relation Name") == "jobs":
+        read += plan["Actual Rows"] * plan["Actual Loops"] + plan.get("Rows Removed by Filter", 0)
+    return read + sum(_rows_read(child) for child in plan.get("Plans", []))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, get_args
 
-from sqlalchemy import Row, Text, cast, literal_column, select, text
+from sqlalchemy import Row, Select, Text, cast, literal_column, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.mail.faults import mask_addresses
@@ -159,17 +159,22 @@ def _state(row: Row[Any], *, address: str | None) -> MailState:
     )
 
 
+def emails_query(user_id: str, *, limit: int = DEFAULT_LIMIT) -> Select[Any]:
+    """The query of one user's emails (`user_id` as the payload spells it), newest first."""
+    return (
+        select(*_COLUMNS)
+        .where(_EMAIL_JOB, _USER_OF_JOB.op("=")(user_id))
+        .order_by(Job.id.desc())
+        .limit(limit)
+    )
+
+
 async def emails_of(
     session: AsyncSession, *, user: User, limit: int = DEFAULT_LIMIT
 ) -> list[MailState]:
     """The emails queued for `user`, newest first, at most `limit` of them (the
     retention settings purge the old ones anyway)."""
-    rows = await session.execute(
-        select(*_COLUMNS)
-        .where(_EMAIL_JOB, _USER_OF_JOB.op("=")(str(user.id)))
-        .order_by(Job.id.desc())
-        .limit(limit)
-    )
+    rows = await session.execute(emails_query(str(user.id), limit=limit))
     return [_state(row, address=user.email) for row in rows]
 
 
