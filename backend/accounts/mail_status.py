@@ -11,7 +11,7 @@ the page after registering and the API's users all see the same story.
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 from sqlalchemy import Row, Select, Text, cast, literal_column, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,7 +20,6 @@ from backend.mail.faults import mask_addresses
 from backend.models import Job, User
 
 Status = Literal["queued", "sending", "sent", "retrying", "failed", "suppressed", "cancelled"]
-STATUSES: tuple[Status, ...] = get_args(Status)
 # Nothing more will happen to such an email by itself: the pages stop updating.
 FINAL: frozenset[Status] = frozenset({"sent", "failed", "suppressed", "cancelled"})
 
