@@ -96,8 +96,9 @@ format: $(INSTALLED) ## apply ruff's fixes and formatting
 bench: $(INSTALLED) ## drain vs raw smtplib, connection reuse, relay frozen/outage, load, wake-ups, claims; see bench/RESULTS.md
 	$(BIN)/python -m bench
 
-screenshot: $(INSTALLED) ## retake docs/ops-jobs.png (the operator page; needs /usr/bin/chromium)
+screenshot: $(INSTALLED) ## retake docs/ops-jobs.png and docs/account.png (needs /usr/bin/chromium)
 	$(BIN)/python -m scripts.screenshot_ops
+	$(BIN)/python -m scripts.screenshot_account
 
 migrate jobs audit: export DATABASE_URL ?= $(DEV_DATABASE_URL)
 

@@ -21,6 +21,7 @@ from backend.accounts.email_change_links import ChangeLinks
 from backend.accounts.features import (
     AddressChange,
     EmailVerification,
+    MailStatus,
     PasswordReset,
     Registration,
     SignIn,
@@ -85,6 +86,7 @@ class AppContext:
     sign_in: SignIn
     password_reset: PasswordReset
     address_change: AddressChange
+    mail_status: MailStatus
 
     @classmethod
     def build(cls, settings: Settings) -> "AppContext":
@@ -258,6 +260,7 @@ class AppContext:
                 link_lifetime=confirm_links.lifetime,
                 revert_lifetime=revert_links.lifetime,
             ),
+            mail_status=MailStatus(),
         )
 
     async def close(self) -> None:

@@ -34,12 +34,14 @@ from backend.web import (
     email_change_api,
     email_change_pages,
     health,
+    mail_status_api,
     metrics_route,
     ops,
     ops_suppressions,
     pages,
     password_api,
     password_pages,
+    registered_page,
     signin_api,
     signin_pages,
     verification_pages,
@@ -107,12 +109,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if docs:
         app.include_router(docs_router(openapi_url="/openapi.json"))
     app.include_router(pages.router)
+    app.include_router(registered_page.router)
     app.include_router(verification_pages.router)
     app.include_router(signin_pages.router)
     app.include_router(password_pages.router)
     app.include_router(email_change_pages.router)
     app.include_router(api.router)
     app.include_router(signin_api.router)
+    app.include_router(mail_status_api.router)
     app.include_router(password_api.router)
     app.include_router(email_change_api.router)
     app.include_router(health.router)

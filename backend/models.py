@@ -203,6 +203,14 @@ class Job(Base):
         Index("ix_jobs_lease", "leased_until", postgresql_where=text("status = 'running'")),
         # For /metrics: parked jobs by kind, without reading the succeeded ones.
         Index("ix_jobs_failed", "kind", postgresql_where=text("status = 'failed'")),
+        # For a person's own emails (`accounts/mail_status.py`), newest first: only the
+        # email jobs are in it, so the audit jobs beside them never write to it.
+        Index(
+            "ix_jobs_email_by_user",
+            payload["user_id"].astext,
+            id.desc(),
+            postgresql_where=text("kind LIKE 'email.%'"),
+        ),
     )
 
 

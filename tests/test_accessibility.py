@@ -138,6 +138,11 @@ async def test_every_page_of_the_app_passes_axe_and_its_csp(
     await fill_form(page, "ada", "ada@example.com", PASSWORD)
     await expect(page).to_have_url(f"{app.url}/register/done")
     await checks.check("registered")
+    # Its script brings the welcome email's state up to date, in place, until final.
+    status = page.locator("#mail-status")
+    await expect(status).to_have_attribute("data-final", "true", timeout=30_000)
+    await expect(status.locator(".state")).to_have_text("Sent")
+    await checks.check("registered: sent")
 
     [mail] = await mailhog.wait_for(1)
     link = verify_link(app.url, mail.part("text/plain"))

@@ -3,6 +3,8 @@ new registration (same status, same shape, same page, and no measurable differen
 time), its owner a notice by email, counted against the address's budget; usernames
 still conflict openly."""
 
+import asyncio
+import re
 import statistics
 import time
 import uuid
@@ -91,30 +93,73 @@ async def test_a_taken_email_is_answered_as_a_new_one_and_its_owner_told(
 async def test_the_form_shows_the_same_confirmation_for_a_taken_email(
     safe: Settings, mailhog: MailHog, engine: AsyncEngine
 ) -> None:
+    # Two browsers: each follows its own email on /register/done (its own cookie).
     with AppProcess(safe) as app:
-        async with http(app) as client:
+        async with http(app) as client, http(app) as other:
             await register_via_api(client, "ada")
             taken = await submit_form(
                 client, username="mallory", email="ada@example.com", password=PASSWORD
             )
-            taken_page = await client.get("/register/done")
             new = await submit_form(
-                client, username="carol", email="carol@example.com", password=PASSWORD
+                other, username="carol", email="carol@example.com", password=PASSWORD
             )
-            new_page = await client.get("/register/done")
             await jobs_settled(engine)
+            taken_page = await client.get("/register/done")
+            new_page = await other.get("/register/done")
 
     assert (taken.status_code, new.status_code) == (303, 303)
     assert taken.headers["location"] == new.headers["location"] == "/register/done"
     assert taken_page.status_code == new_page.status_code == 200
-    same_taken = taken_page.text.replace("ada@example.com", "MAIL").replace("mallory", "NAME")
-    same_new = new_page.text.replace("carol@example.com", "MAIL").replace("carol", "NAME")
-    assert same_taken == same_new
+    # The owner's notice and the welcome email, both sent: the same words.
+    assert same_page(taken_page.text, "ada@example.com", "mallory") == same_page(
+        new_page.text, "carol@example.com", "carol"
+    )
     assert "Welcome aboard, mallory" in taken_page.text
+    assert '<span class="state state-sent">Sent</span>' in taken_page.text
     [attempt] = await rows(
         engine, "SELECT details FROM audit_log WHERE action = 'user.registration_attempted'"
     )
     assert attempt["details"]["channel"] == "form"
+
+
+async def test_a_notice_past_its_budget_is_shown_as_a_welcome_email_would_be(
+    safe: Settings, mailhog: MailHog, engine: AsyncEngine
+) -> None:
+    with AppProcess(safe) as app:  # MAIL_PER_ADDRESS_LIMIT: 3/hour
+        async with http(app) as client, http(app) as other:
+            await register_via_api(client, "ada")
+            for i in range(2):
+                await client.post("/api/register", json=user_json(f"try{i}", "ada@example.com"))
+            # The budget is spent: no notice is queued for this one.
+            await submit_form(
+                client, username="mallory", email="ada@example.com", password=PASSWORD
+            )
+            at_once = await client.get("/register/done")
+            await submit_form(other, username="carol", email="carol@example.com", password=PASSWORD)
+            await jobs_settled(engine)
+            await mailhog.wait_for(4)
+            await asyncio.sleep(2.5)  # past the pretended moment in the queue
+            taken_page = await client.get("/register/done")
+            new_page = await other.get("/register/done")
+
+    [dropped] = await rows(
+        engine,
+        "SELECT details->>'notice' AS notice FROM audit_log "
+        "WHERE action = 'user.registration_attempted' AND details->>'channel' = 'form'",
+    )
+    assert dropped["notice"] == "dropped"
+    # Unless the machine took 2 s to answer: then it already reads as sent.
+    assert "Waiting to be sent" in at_once.text or "Sent" in at_once.text
+    assert same_page(taken_page.text, "ada@example.com", "mallory") == same_page(
+        new_page.text, "carol@example.com", "carol"
+    )
+    assert '<span class="state state-sent">Sent</span>' in taken_page.text
+
+
+def same_page(html: str, email: str, username: str) -> str:
+    """The page without what the browser typed and the times it shows."""
+    html = html.replace(email, "MAIL").replace(username, "NAME")
+    return re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", "TIME", html)
 
 
 async def test_a_taken_username_is_still_409_and_says_nothing_of_the_email(

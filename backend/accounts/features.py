@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.accounts import (
     email_change,
     email_change_apply,
+    mail_status,
     password_reset,
     resend,
     service,
@@ -275,3 +276,17 @@ class AddressChange:
         self, session: AsyncSession, *, token: str, channel: metrics.Channel
     ) -> email_change.ChangeLinkResult:
         return await email_change_apply.revert_change(session, token=token, channel=channel)
+
+
+class MailStatus:
+    """`mail_status`, with how many emails a person is shown: what became of the emails
+    queued for them, read from the outbox (no work added to sending)."""
+
+    limit: int = mail_status.DEFAULT_LIMIT
+
+    async def of_user(self, session: AsyncSession, *, user: User) -> list[mail_status.MailState]:
+        return await mail_status.emails_of(session, user=user, limit=self.limit)
+
+    async def of_job(self, session: AsyncSession, *, job_id: int) -> mail_status.MailState | None:
+        """Only for a caller holding a proof that this job is theirs (a signed cookie)."""
+        return await mail_status.email_by_id(session, job_id=job_id)

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 class Pretended:
     user: UserOut
     job_ids: list[int]
+    # The notice, when one was queued.
+    email_job_id: int | None = None
 
 
 async def notify_owner_instead(
@@ -69,6 +71,7 @@ async def notify_owner_instead(
         jobs.append(
             enqueue_user_email(session, kind=KIND, user_id=owner_id, sender_address=sender_address)
         )
+    notice_jobs = list(jobs)
     jobs.append(
         enqueue_audit(
             session,
@@ -87,7 +90,11 @@ async def notify_owner_instead(
         created_at=created_at,
         email_verified_at=None,
     )
-    return Pretended(user=user, job_ids=[job.id for job in jobs])
+    return Pretended(
+        user=user,
+        job_ids=[job.id for job in jobs],
+        email_job_id=notice_jobs[0].id if notice_jobs else None,
+    )
 
 
 async def _within_budget(mail_limit: MailLimit, *, address: str) -> bool:

@@ -72,6 +72,9 @@ class Registered:
     # was never created (see registration_notice.py).
     user: UserOut
     job_ids: list[int]
+    # The email queued for it (the welcome email, or the owner's notice), whose state the
+    # page after registering shows; None when none was (a notice past its budget).
+    email_job_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,11 @@ async def register(
                 mail_limit=mail_limit,
             )
             metrics.registration(channel, "owner_notified")
-            return Registered(user=pretended.user, job_ids=pretended.job_ids)
+            return Registered(
+                user=pretended.user,
+                job_ids=pretended.job_ids,
+                email_job_id=pretended.email_job_id,
+            )
 
         if enumeration_safe and set(taken) == {"email"}:
             return await answer_as_new(next(holder.id for holder in staying if holder.email))
@@ -182,7 +189,12 @@ async def register(
         metrics.registration(channel, _OUTCOMES.get(type(exc), "error"))
         raise
     metrics.registration(channel, "created")
-    return Registered(user=UserOut.model_validate(user), job_ids=[job.id for job in jobs])
+    # jobs[0] is the welcome email (see _create).
+    return Registered(
+        user=UserOut.model_validate(user),
+        job_ids=[job.id for job in jobs],
+        email_job_id=jobs[0].id,
+    )
 
 
 _OUTCOMES: dict[type[Exception], metrics.RegistrationOutcome] = {

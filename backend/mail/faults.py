@@ -87,6 +87,11 @@ _LOCAL_PART = re.compile(r"""[^\s<>()\[\],;:"'@]+@(?=[^\s<>()\[\],;:"'@])""")
 _ADDRESS = re.compile(r"""[^\s<>()\[\],;:"'@]+@[^\s<>()\[\],;:"'@]+""")
 
 
+def mask_addresses(text: str) -> str:
+    """`text` with every address's local part replaced by `***`."""
+    return _LOCAL_PART.sub("***@", text)
+
+
 def describe(exc: BaseException) -> str:
     """One line for logs, `last_error` and the ops page: the real cause, not
     fastapi-mail's wrapper, and no address's local part. The job or the relay it is
@@ -98,7 +103,7 @@ def describe(exc: BaseException) -> str:
         text = f"{exc.code} {exc.message}"  # the reply as the relay wrote it
     else:
         text = str(exc)
-    return f"{type(exc).__name__}: {_LOCAL_PART.sub('***@', text)}"
+    return f"{type(exc).__name__}: {mask_addresses(text)}"
 
 
 def classify(exc: BaseException) -> Fault:

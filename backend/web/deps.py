@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.accounts.features import (
     AddressChange,
     EmailVerification,
+    MailStatus,
     PasswordReset,
     Registration,
     SignIn,
@@ -25,6 +26,7 @@ from backend.observability import metrics
 from backend.settings import Settings
 from backend.web.csrf import Csrf
 from backend.web.ratelimit import ClientLimit
+from backend.web.registered_cookie import RegisteredCookie
 from backend.web.session_cookie import SessionCookie
 
 # What a sign-in past SIGNIN_RATE_LIMIT is told, per client or per login alike.
@@ -44,6 +46,7 @@ class WebContext:
     signin_limit: ClientLimit
     password_reset_limit: ClientLimit
     session_cookie: SessionCookie
+    registered_cookie: RegisteredCookie
 
     @classmethod
     def build(cls, context: AppContext) -> "WebContext":
@@ -84,6 +87,9 @@ class WebContext:
             session_cookie=SessionCookie(
                 secure=settings.cookies_secure,
                 max_age_seconds=settings.session_max_age_seconds,
+            ),
+            registered_cookie=RegisteredCookie(
+                settings.secret_key.get_secret_value(), secure=settings.cookies_secure
             ),
         )
 
@@ -149,6 +155,14 @@ def get_session_cookie(web: WebContextDep) -> SessionCookie:
     return web.session_cookie
 
 
+def get_registered_cookie(web: WebContextDep) -> RegisteredCookie:
+    return web.registered_cookie
+
+
+def get_mail_status(context: ContextDep) -> MailStatus:
+    return context.mail_status
+
+
 def get_password_reset_limit(web: WebContextDep) -> ClientLimit:
     return web.password_reset_limit
 
@@ -192,3 +206,5 @@ SignInDep = Annotated[SignIn, Depends(get_sign_in)]
 PasswordResetLimitDep = Annotated[ClientLimit, Depends(get_password_reset_limit)]
 PasswordResetDep = Annotated[PasswordReset, Depends(get_password_reset)]
 AddressChangeDep = Annotated[AddressChange, Depends(get_address_change)]
+RegisteredCookieDep = Annotated[RegisteredCookie, Depends(get_registered_cookie)]
+MailStatusDep = Annotated[MailStatus, Depends(get_mail_status)]

@@ -17,7 +17,6 @@ from backend.accounts.email_change import ChangeLink, ChangeLinkResult, ChangeRe
 from backend.accounts.email_change_links import Purpose, masked
 from backend.accounts.features import TooManySignIns
 from backend.accounts.schemas import EmailChangeIn
-from backend.models import User
 from backend.web.csrf import FORM_REFUSED
 from backend.web.deps import (
     TOO_MANY_SIGNINS,
@@ -25,6 +24,7 @@ from backend.web.deps import (
     AddressChangeDep,
     AfterResponseDep,
     CsrfDep,
+    MailStatusDep,
     SessionCookieDep,
     SessionDep,
     SignInDep,
@@ -63,10 +63,12 @@ def _link_page(purpose: Purpose, result: ChangeLinkResult, *, token: str) -> For
     )
 
 
-def _change_form(user: User, email: str = "", *, errors: dict[str, str] | None = None) -> FormPage:
+def _change_form(
+    account: FormPage, email: str, *, errors: dict[str, str] | None = None
+) -> FormPage:
     # The account page with the change form's values (never the password).
-    page = account_page(user)
-    return replace(page, values={**page.values, "change_email": email, "change_errors": errors})
+    values = {**account.values, "change_email": email, "change_errors": errors}
+    return replace(account, values=values)
 
 
 async def _show(
@@ -169,6 +171,7 @@ async def change_submit(
     signin_limit: SigninLimitDep,
     address_change: AddressChangeDep,
     after_response: AfterResponseDep,
+    mail_status: MailStatusDep,
     email: Annotated[str, Form()] = "",
     password: Annotated[str, Form()] = "",
     csrf_token: Annotated[str, Form()] = "",
@@ -176,7 +179,8 @@ async def change_submit(
     user = await sign_in.user(session, token=cookie.read(request), kind="browser")
     if user is None:
         return RedirectResponse("/login", status_code=status.HTTP_303_SEE_OTHER)
-    page = _change_form(user, email)
+    account = await account_page(session, mail_status, user)
+    page = _change_form(account, email)
     # The form is on the account page: its token is that page's.
     if not csrf.is_valid(request, csrf_token, form="account.html"):
         refused = page.with_error(FORM_REFUSED)
@@ -189,16 +193,16 @@ async def change_submit(
             session, user=user, email=str(data.email), password=data.password, channel="form"
         )
     except ValidationError as exc:
-        page = _change_form(user, email, errors=field_messages(exc))
+        page = _change_form(account, email, errors=field_messages(exc))
         return render_form(request, csrf, page, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
     except ChangeRefused as exc:
-        page = _change_form(user, email, errors=exc.fields)
+        page = _change_form(account, email, errors=exc.fields)
         return render_form(request, csrf, page, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
     except TooManySignIns as exc:
         refused = page.with_error(TOO_MANY_SIGNINS_FORM.format(seconds=exc.retry_after))
         raise RateLimited(exc.retry_after, detail=TOO_MANY_SIGNINS, form=refused) from exc
     if not result.accepted:
-        page = _change_form(user, email, errors={"password": WRONG_PASSWORD})
+        page = _change_form(account, email, errors={"password": WRONG_PASSWORD})
         return render_form(request, csrf, page, status_code=status.HTTP_401_UNAUTHORIZED)
     after_response.run_jobs(result.job_ids)
     return templates.TemplateResponse(

@@ -1,11 +1,10 @@
-"""The browser face: the registration form and its confirmation page (the verification
-pages are in verification_pages.py)."""
+"""The browser face: the registration form (its confirmation page is registered_page.py,
+the verification pages are in verification_pages.py)."""
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Form, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from itsdangerous import BadSignature, URLSafeTimedSerializer
 from pydantic import ValidationError
 
 from backend.accounts.schemas import RegistrationIn
@@ -14,20 +13,18 @@ from backend.observability import metrics
 from backend.web.csrf import FORM_REFUSED
 from backend.web.deps import (
     AfterResponseDep,
-    ContextDep,
     CsrfDep,
+    RegisteredCookieDep,
     RegisterLimitDep,
     RegistrationDep,
     SessionDep,
 )
 from backend.web.errors import field_messages
 from backend.web.ratelimit import RateLimited
-from backend.web.rendering import FormPage, render_form, templates
+from backend.web.rendering import FormPage, render_form
 from backend.web.security_headers import NO_STORE
 
 router = APIRouter(include_in_schema=False)
-
-_REGISTERED_COOKIE = "registered"
 
 
 def _register_page(
@@ -62,12 +59,12 @@ async def register_form(request: Request, csrf: CsrfDep) -> Response:
 @router.post("/register", response_class=HTMLResponse, dependencies=[NO_STORE])
 async def register_submit(
     request: Request,
-    context: ContextDep,
     session: SessionDep,
     csrf: CsrfDep,
     register_limit: RegisterLimitDep,
     registration: RegistrationDep,
     after_response: AfterResponseDep,
+    registered_cookie: RegisteredCookieDep,
     username: Annotated[str, Form()] = "",
     email: Annotated[str, Form()] = "",
     password: Annotated[str, Form()] = "",
@@ -99,33 +96,11 @@ async def register_submit(
         return render_form(request, csrf, page, status_code=409 if duplicate else 422)
     after_response.run_jobs(registered.job_ids)
     response = RedirectResponse("/register/done", status_code=status.HTTP_303_SEE_OTHER)
-    response.set_cookie(
-        _REGISTERED_COOKIE,
-        _registered_signer(context).dumps(
-            {"username": registered.user.username, "email": registered.user.email}
-        ),
-        max_age=600,
-        httponly=True,
-        samesite="lax",
-        secure=context.settings.cookies_secure,
+    # The confirmation page (registered_page.py) shows this browser its welcome email.
+    registered_cookie.set(
+        response,
+        username=registered.user.username,
+        email=registered.user.email,
+        email_job_id=registered.email_job_id,
     )
     return response
-
-
-# No-store: it shows the address just registered.
-@router.get("/register/done", response_class=HTMLResponse, dependencies=[NO_STORE])
-async def register_done(request: Request, context: ContextDep) -> Response:
-    who: dict[str, Any] | None = None
-    try:
-        who = _registered_signer(context).loads(
-            request.cookies.get(_REGISTERED_COOKIE, ""), max_age=600
-        )
-    except BadSignature:
-        who = None
-    return templates.TemplateResponse(
-        request, "registered.html", {"who": who, "link_lifetime": context.tokens.lifetime}
-    )
-
-
-def _registered_signer(context: ContextDep) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(context.settings.secret_key.get_secret_value(), salt="registered")

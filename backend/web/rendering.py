@@ -12,10 +12,13 @@ from fastapi import Request, status
 from fastapi.responses import Response
 from fastapi.templating import Jinja2Templates
 
+from backend.accounts.mail_status import when
 from backend.context import TEMPLATES_DIR
 from backend.web.csrf import Csrf
 
 templates = Jinja2Templates(directory=TEMPLATES_DIR / "pages")
+# A time as the pages show it: `{{ moment | utc }}`.
+templates.env.filters["utc"] = when
 
 
 @dataclass(frozen=True)

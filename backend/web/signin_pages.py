@@ -9,8 +9,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.accounts.features import TooManySignIns
+from backend.accounts.features import MailStatus, TooManySignIns
 from backend.accounts.signin import SignInProblem
 from backend.models import User
 from backend.web.csrf import FORM_REFUSED
@@ -18,6 +19,7 @@ from backend.web.deps import (
     TOO_MANY_SIGNINS,
     TOO_MANY_SIGNINS_FORM,
     CsrfDep,
+    MailStatusDep,
     SessionCookieDep,
     SessionDep,
     SignInDep,
@@ -41,13 +43,15 @@ def _login_page(login: str = "", *, unconfirmed: bool = False, notice: str = "")
     return FormPage("login.html", {"login": login, "unconfirmed": unconfirmed, "notice": notice})
 
 
-def account_page(user: User) -> FormPage:
+async def account_page(session: AsyncSession, mail_status: MailStatus, user: User) -> FormPage:
     return FormPage(
         "account.html",
         {
             "username": user.username,
             "email": user.email,
             "verified": user.email_verified_at is not None,
+            # "Your emails": what became of each (accounts/mail_status.py).
+            "emails": await mail_status.of_user(session, user=user),
         },
     )
 
@@ -116,11 +120,12 @@ async def account(
     csrf: CsrfDep,
     sign_in: SignInDep,
     cookie: SessionCookieDep,
+    mail_status: MailStatusDep,
 ) -> Response:
     user = await sign_in.user(session, token=cookie.read(request), kind="browser")
     if user is None:
         return _see_other("/login")
-    return render_form(request, csrf, account_page(user))
+    return render_form(request, csrf, await account_page(session, mail_status, user))
 
 
 @router.post("/logout", response_class=HTMLResponse, dependencies=[NO_STORE])
@@ -130,6 +135,7 @@ async def logout(
     csrf: CsrfDep,
     sign_in: SignInDep,
     cookie: SessionCookieDep,
+    mail_status: MailStatusDep,
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
     token = cookie.read(request)
@@ -138,7 +144,7 @@ async def logout(
         user = await sign_in.user(session, token=token, kind="browser")
         if user is None:
             return _see_other("/login")
-        page = account_page(user).with_error(FORM_REFUSED)
+        page = (await account_page(session, mail_status, user)).with_error(FORM_REFUSED)
         return render_form(request, csrf, page, status_code=status.HTTP_403_FORBIDDEN)
     await sign_in.sign_out(session, token=token, kind="browser")
     response = _see_other("/login")

@@ -49,6 +49,8 @@ APP_PAGES: dict[str, HtmlPage] = {
     "register form": HtmlPage("register.html", 200, no_store=True),
     "register form with errors": HtmlPage("register.html", 422, no_store=True),
     "registered": HtmlPage("registered.html", 200, no_store=True),
+    # The same once its welcome email is sent: no script left on it.
+    "registered: sent": HtmlPage("registered.html", 200, no_store=True),
     # The link's page, with its button; the button's answer; the link opened again.
     "verify: asked": HtmlPage("verify.html", 200, no_store=True),
     "verify: confirmed": HtmlPage("verify.html", 200, no_store=True),
@@ -183,6 +185,7 @@ async def fetch_app_pages(
             "/register", data={"csrf_token": token, **user_json("ada")}
         )
         [mail] = await mailhog.wait_for(1)
+        pages["registered: sent"] = await http.get("/register/done")
         link = verify_link(app_url, mail.part("text/plain"))
         pages["verify: asked"] = asked = await http.get(link)
         pages["verify: confirmed"] = await http.post(
