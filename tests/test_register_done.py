@@ -120,7 +120,7 @@ async def test_a_refused_address_is_said_plainly_with_what_helps(
     assert page.status_code == 200
     assert state(page.text) == "Not sent: refused"
     assert "Check the address you typed: <strong>grace@example.com</strong>" in page.text
-    assert 'href="/verify/resend"' in page.text and 'href="/login"' in page.text
+    assert 'href="/verify/resend"' in page.text and 'href="/register"' in page.text
     assert 'data-final="true"' in page.text and "<script" not in page.text
 
 

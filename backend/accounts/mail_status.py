@@ -123,7 +123,7 @@ def state_words(status: Status, *, sent_at: datetime | None = None) -> StateWord
         return StateWords(
             "Not sent: address blocked",
             "This address refused an earlier email for good, so we no longer send to it. "
-            "Check the address, or change it.",
+            "Check the address, or change it; a new link would be refused too.",
         )
     return StateWords("Not sent: cancelled", "It was cancelled before it could go.")
 
