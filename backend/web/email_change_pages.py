@@ -53,7 +53,10 @@ def _link_page(purpose: Purpose, result: ChangeLinkResult, *, token: str) -> For
         {
             "status": result.status.value,
             "username": result.username,
+            # The confirm page is opened from the new address, which may be a stranger's
+            # (a typo): the old one is half hidden there, as the new one is on the revert page.
             "old_email": result.old_email,
+            "old_email_masked": masked(result.old_email or ""),
             "new_email": result.new_email,
             # The revert page is opened from the old address: the new one is half hidden.
             "new_email_masked": masked(result.new_email or ""),
