@@ -39,6 +39,7 @@ async def _jobs(session: AsyncSession, args: argparse.Namespace) -> int:
         error = f": {relay.last_error}" if relay.last_error and relay.state != "available" else ""
         print(f"mail relay {relay.relay}: {relay.state} since {since}{error}")
     counts = await admin.status_counts(session)
+    counts[f"succeeded (last {admin.SUCCEEDED_WINDOW})"] = counts.pop("succeeded")
     print("  ".join(f"{status}: {count}" for status, count in counts.items()))
     rows = await admin.list_jobs(session, statuses=args.status.split(","), limit=args.limit)
     if not rows:

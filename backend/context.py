@@ -17,6 +17,7 @@ from backend.accounts import (
     resend,
     welcome_email,
 )
+from backend.accounts import retention as accounts_retention
 from backend.accounts.email_change_links import ChangeLinks
 from backend.accounts.features import (
     AddressChange,
@@ -34,6 +35,7 @@ from backend.accounts.tokens import VerificationTokens
 from backend.accounts.user_email import UserEmailHandler
 from backend.audit.job_kind import KIND as AUDIT_KIND
 from backend.audit.job_kind import AuditHandler
+from backend.audit.retention import personal_data
 from backend.db import (
     create_engine,
     create_health_engine,
@@ -42,6 +44,7 @@ from backend.db import (
     create_sessionmaker,
 )
 from backend.jobs.handlers import Handler
+from backend.jobs.retention import RetentionTask
 from backend.jobs.runner import JobRunner, RunnerConfig
 from backend.jobs.stats import QueueStats
 from backend.jobs.wakeups import WakeupListener
@@ -165,11 +168,18 @@ class AppContext:
         wakeups = None
         if settings.job_notify and settings.job_worker_enabled:
             wakeups = WakeupListener(create_listener_engine(settings.database_url))
+        # The features' old rows, purged by the runner's retention rounds beside its jobs.
+        retention_tasks: list[RetentionTask] = [
+            *accounts_retention.dead_rows(revert_days=settings.email_change_revert_days)
+        ]
+        if settings.audit_personal_data_days:  # 0: kept forever
+            retention_tasks.append(personal_data(older_than_days=settings.audit_personal_data_days))
         runner = JobRunner(
             sessionmaker=sessionmaker,
             record_sessionmaker=create_sessionmaker(recorder_engine),
             handlers=handlers,
             wakeups=wakeups,
+            retention_tasks=retention_tasks,
             config=RunnerConfig(
                 lease_seconds=settings.job_lease_seconds,
                 poll_seconds=settings.job_poll_seconds,
@@ -179,6 +189,8 @@ class AppContext:
                 max_age_hours=settings.job_max_age_hours,
                 shutdown_grace_seconds=settings.job_shutdown_grace_seconds,
                 retention_days=settings.job_retention_days,
+                failed_retention_days=settings.job_failed_retention_days,
+                purge_every_seconds=settings.job_purge_every_seconds,
                 concurrency=settings.job_concurrency,
             ),
         )

@@ -153,6 +153,17 @@ class AuditLog(Base):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), index=True
     )
+    # When retention stripped the personal data from `details` (`audit.retention`);
+    # NULL until then. Only the rows still to strip are in the index that finds them.
+    personal_data_removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index(
+            "ix_audit_log_personal_data",
+            "created_at",
+            postgresql_where=text("personal_data_removed_at IS NULL"),
+        ),
+    )
 
 
 class Job(Base):
@@ -203,6 +214,16 @@ class Job(Base):
         Index("ix_jobs_lease", "leased_until", postgresql_where=text("status = 'running'")),
         # For /metrics: parked jobs by kind, without reading the succeeded ones.
         Index("ix_jobs_failed", "kind", postgresql_where=text("status = 'failed'")),
+        # For retention (`jobs.retention`: the oldest finished jobs of a status, first) and
+        # for the operator page's counts of cancelled and recent succeeded jobs by kind,
+        # read from the index alone: the finished jobs' rows are never read to count them.
+        Index(
+            "ix_jobs_finished",
+            "status",
+            "finished_at",
+            "kind",
+            postgresql_where=text("status IN ('succeeded', 'failed', 'cancelled')"),
+        ),
         # For a person's own emails (`accounts/mail_status.py`), newest first: only the
         # email jobs are in it, so the audit jobs beside them never write to it.
         Index(

@@ -149,8 +149,16 @@ class Settings(DatabaseSettings):
     job_retry_base_seconds: float = 2.0
     job_retry_cap_seconds: float = 600.0
     job_shutdown_grace_seconds: float = 10.0
-    # Succeeded jobs are deleted after this; failed ones are kept (the audit log is the record).
-    job_retention_days: float = 14.0
+    # Finished jobs are deleted after this (the audit log is the record): succeeded ones
+    # after JOB_RETENTION_DAYS, failed and cancelled ones (which people may want to read or
+    # retry) after JOB_FAILED_RETENTION_DAYS. See docs/operating.md#retention.
+    job_retention_days: float = Field(default=14.0, gt=0)
+    job_failed_retention_days: float = Field(default=30.0, gt=0)
+    # Seconds between retention rounds (the first comes 10 to 60 s after start-up).
+    job_purge_every_seconds: float = Field(default=3600.0, gt=0)
+    # After this many days an audit row keeps its action, ids and time, and loses the
+    # addresses and other personal data in its details; 0 keeps them forever.
+    audit_personal_data_days: int = Field(default=365, ge=0)
     job_worker_enabled: bool = True
     # LISTEN for work committed by any process and start it at once, the poll only the
     # fallback. Off where LISTEN cannot work: behind PgBouncer in transaction mode.

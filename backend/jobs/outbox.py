@@ -245,22 +245,6 @@ async def release(session: AsyncSession, jobs: Sequence[ClaimedJob]) -> None:
     await session.commit()
 
 
-async def purge_succeeded(session: AsyncSession, *, older_than_days: float) -> int:
-    """Delete succeeded jobs finished before the cutoff; failed ones stay for people to read.
-
-    The audit log keeps the record of what happened; the job row is only the means.
-    """
-    result = await session.execute(
-        text(
-            "DELETE FROM jobs WHERE status = 'succeeded' "
-            "AND finished_at < now() - make_interval(secs => :age)"
-        ),
-        {"age": older_than_days * 86400},
-    )
-    await session.commit()
-    return result.rowcount  # type: ignore[attr-defined, no-any-return]
-
-
 def backoff_seconds(attempt: int, *, base: float, cap: float) -> float:
     """Exponential backoff with 'equal jitter': between half and all of min(cap, base*2^(n-1)).
 

@@ -11,6 +11,7 @@ import contextlib
 import contextvars
 import functools
 import logging
+import random
 import time
 from collections.abc import Awaitable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from backend.jobs import claims, outbox
 from backend.jobs.handlers import Failed, Handler
 from backend.jobs.outbox import ClaimedJob
 from backend.jobs.recorder import OutcomeRecorder
+from backend.jobs.retention import Retention, RetentionTask, finished_jobs
 from backend.jobs.wakeups import WakeupListener
 
 log = logging.getLogger(__name__)
@@ -36,9 +38,15 @@ class RunnerConfig:
     retry_cap_seconds: float = 600.0
     max_age_hours: float = 120.0
     shutdown_grace_seconds: float = 10.0
-    retention_days: float = 14.0
+    retention_days: float = 14.0  # succeeded jobs
+    failed_retention_days: float = 30.0  # failed and cancelled jobs
     concurrency: int = 4
     purge_every_seconds: float = 3600.0
+    # The first round a random while after start-up: soon (not an hour later), but not
+    # while the replicas of a deploy all start at once and warm up.
+    purge_first_after_seconds: tuple[float, float] = (10.0, 60.0)
+    purge_batch_size: int = 1000
+    purge_pause_seconds: float = 0.2
 
 
 class JobRunner:
@@ -50,8 +58,21 @@ class JobRunner:
         config: RunnerConfig,
         record_sessionmaker: async_sessionmaker[AsyncSession] | None = None,
         wakeups: WakeupListener | None = None,
+        retention_tasks: Sequence[RetentionTask] = (),
     ) -> None:
         self._sessionmaker = sessionmaker
+        # The queue's own finished jobs first, then the features' rows (`context.py`).
+        self._retention = Retention(
+            sessionmaker,
+            [
+                finished_jobs("succeeded", older_than_days=config.retention_days),
+                finished_jobs("failed", older_than_days=config.failed_retention_days),
+                finished_jobs("cancelled", older_than_days=config.failed_retention_days),
+                *retention_tasks,
+            ],
+            batch_size=config.purge_batch_size,
+            pause_seconds=config.purge_pause_seconds,
+        )
         self._handlers = dict(handlers)
         self._config = config
         self._recorder = OutcomeRecorder(
@@ -65,6 +86,7 @@ class JobRunner:
         )
         self._inflight: set[asyncio.Task[int]] = set()
         self._poller: asyncio.Task[None] | None = None
+        self._purger: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._wakeups = wakeups
@@ -114,6 +136,8 @@ class JobRunner:
         """Start the recovery loop: at once (work left by a stopped server), then on a timer
         or a wake-up (work committed by any process, when there is a listener)."""
         self._poller = asyncio.create_task(self._poll_forever(), name="job-poller")
+        # A task of its own: a long first round (a backlog) must not hold up the claims.
+        self._purger = asyncio.create_task(self._purge_forever(), name="job-retention")
         if self._wakeups is not None:
             self._wakeups.start(self.wake)
 
@@ -123,9 +147,10 @@ class JobRunner:
         self._stopping.set()
         if self._wakeups is not None:
             await self._wakeups.stop()
-        if self._poller is not None:
-            self._poller.cancel()
-            await asyncio.gather(self._poller, return_exceptions=True)
+        for loop in (self._poller, self._purger):
+            if loop is not None:
+                loop.cancel()  # a batch cut short is rolled back: nothing half-done
+                await asyncio.gather(loop, return_exceptions=True)
         if self._inflight:
             _, pending = await asyncio.wait(
                 self._inflight, timeout=self._config.shutdown_grace_seconds
@@ -137,16 +162,8 @@ class JobRunner:
                 await asyncio.gather(*pending, return_exceptions=True)
 
     async def purge(self) -> int:
-        """Delete old succeeded jobs (see `outbox.purge_succeeded`); returns how many."""
-        async with self._sessionmaker() as session:
-            purged = await outbox.purge_succeeded(
-                session, older_than_days=self._config.retention_days
-            )
-        if purged:
-            log.info(
-                "purged %d succeeded jobs older than %s days", purged, self._config.retention_days
-            )
-        return purged
+        """One retention round (see `jobs.retention`); returns how many rows it did."""
+        return sum((await self._retention.run_round()).values())
 
     # -- the cycle ----------------------------------------------------------------------
 
@@ -166,13 +183,9 @@ class JobRunner:
             return 0
 
     async def _poll_forever(self) -> None:
-        next_purge = 0.0
         while not self._stopping.is_set():
             self._wake.clear()
             try:
-                if time.monotonic() >= next_purge:
-                    next_purge = time.monotonic() + self._config.purge_every_seconds
-                    await self.purge()
                 if await self.run_due() == self._config.batch_size:
                     # A full batch means a backlog: drain it `concurrency` batches at a time
                     # (each over its own SMTP connection); idle, one cheap query per poll.
@@ -182,6 +195,17 @@ class JobRunner:
             # Nothing is due now (or the database is down): wait for a wake-up or the timer.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._config.poll_seconds)
+
+    async def _purge_forever(self) -> None:
+        await asyncio.sleep(random.uniform(*self._config.purge_first_after_seconds))
+        while not self._stopping.is_set():
+            started = time.monotonic()
+            try:
+                await self.purge()
+            except Exception:
+                log.exception("retention round failed; next round as scheduled")
+            wait = self._config.purge_every_seconds - (time.monotonic() - started)
+            await asyncio.sleep(max(wait, 0.0))
 
     async def _claim_and_run(self, *, ids: Sequence[int] | None) -> int:
         if self._stopping.is_set():

@@ -199,9 +199,13 @@ async def render_jobs_page(
         before_id=before,
         limit=PAGE_SIZE,
     )
-    matching, newest = await admin.count_jobs(
-        session, statuses=where.statuses, kind=where.kind or None
-    )
+    if "succeeded" in where.statuses:
+        # Counting them would read every succeeded job; no action applies to them anyway.
+        matching, newest = len(jobs), None
+    else:
+        matching, newest = await admin.count_jobs(
+            session, statuses=where.statuses, kind=where.kind or None
+        )
     relays = await recorded_states(session)
     suppressed = await list_suppressions(session, limit=SUPPRESSIONS_SHOWN)
     kinds = sorted({*by_kind, where.kind} - {""})
@@ -226,6 +230,7 @@ async def render_jobs_page(
             "retryable": admin.RETRYABLE,
             "cancellable": admin.CANCELLABLE,
             "error_preview": ERROR_PREVIEW,
+            "succeeded_window": admin.SUCCEEDED_WINDOW,
             "notice": notice,
             "error": error,
         },
