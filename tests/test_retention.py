@@ -239,3 +239,20 @@ async def test_the_runner_purges_soon_after_start_up_with_the_features_tasks(
 
     assert await _left(engine) == {("failed", 20): 2}
     assert feature_rounds == [1000]
+
+
+async def test_the_operator_page_counts_a_state_without_reading_the_finished_jobs(
+    engine: AsyncEngine, clean: None
+) -> None:
+    await _many_jobs(engine)
+
+    for status, count in [("failed", 4), ("cancelled", 3), ("pending", 5)]:
+        query = admin.count_query(statuses=[status])
+        sql = str(query.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
+        nodes = await _explain(engine, sql)
+        on_jobs = [n for n in nodes if n.get("Relation Name") == "jobs"]
+        assert all(n["Node Type"] != "Seq Scan" for n in on_jobs), (status, on_jobs)
+        read = sum(n["Actual Rows"] + n.get("Rows Removed by Filter", 0) for n in on_jobs)
+        assert read <= count, f"{status}: read {read} rows to count {count}"
+        async with async_sessionmaker(engine)() as session:
+            assert (await admin.count_jobs(session, statuses=[status]))[0] == count

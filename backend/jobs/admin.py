@@ -12,7 +12,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Update, func, select, text, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Select,
+    Update,
+    bindparam,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.jobs.outbox import notify_on_commit
@@ -99,9 +109,12 @@ async def count_jobs(
     session: AsyncSession, *, statuses: Sequence[str], kind: str | None = None
 ) -> tuple[int, int | None]:
     """How many jobs match, and the newest one's id (None when none does)."""
-    query = select(func.count(), func.max(Job.id)).where(*_matching(statuses=statuses, kind=kind))
-    count, newest = (await session.execute(query)).one()
+    count, newest = (await session.execute(count_query(statuses=statuses, kind=kind))).one()
     return int(count), newest
+
+
+def count_query(*, statuses: Sequence[str], kind: str | None = None) -> Select[int, int]:
+    return select(func.count(), func.max(Job.id)).where(*_matching(statuses=statuses, kind=kind))
 
 
 async def retry(
@@ -216,7 +229,13 @@ def _matching(
     kind: str | None = None,
     since: datetime | None = None,
 ) -> list[ColumnElement[bool]]:
-    clauses: list[ColumnElement[bool]] = [Job.status.in_(list(statuses))]
+    # The statuses as literals in the SQL (they are ours, checked by every caller): only
+    # then can the planner use a state's partial index, and not read the finished jobs
+    # (most of the table) to count or list the failed or pending ones.
+    in_statuses: BindParameter[list[str]] = bindparam(
+        "statuses", list(statuses), expanding=True, literal_execute=True
+    )
+    clauses: list[ColumnElement[bool]] = [Job.status.in_(in_statuses)]
     if job_id is not None:
         clauses.append(Job.id == job_id)
     if kind is not None:
