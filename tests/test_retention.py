@@ -256,3 +256,10 @@ async def test_the_operator_page_counts_a_state_without_reading_the_finished_job
         assert read <= count, f"{status}: read {read} rows to count {count}"
         async with async_sessionmaker(engine)() as session:
             assert (await admin.count_jobs(session, statuses=[status]))[0] == count
+
+
+async def test_the_jobs_table_vacuums_sooner_than_the_default(engine: AsyncEngine) -> None:
+    [row] = await rows(engine, "SELECT reloptions FROM pg_class WHERE relname = 'jobs'")
+    assert {"autovacuum_vacuum_scale_factor=0.01", "autovacuum_vacuum_threshold=1000"} <= set(
+        row["reloptions"]
+    )

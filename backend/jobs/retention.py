@@ -17,6 +17,8 @@ picked `FOR UPDATE SKIP LOCKED` as well, so a batch never waits on a row a worke
 
 import asyncio
 import logging
+import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -86,6 +88,18 @@ class Retention:
     @property
     def tasks(self) -> tuple[RetentionTask, ...]:
         return self._tasks
+
+    async def run_forever(self, *, first_after: tuple[float, float], every: float) -> None:
+        """A round a random while (`first_after`, a range in seconds) after start-up, then
+        every `every` seconds, until cancelled (a batch cut short is rolled back)."""
+        await asyncio.sleep(random.uniform(*first_after))
+        while True:
+            started = time.monotonic()
+            try:
+                await self.run_round()
+            except Exception:
+                log.exception("retention round failed; the next one comes as scheduled")
+            await asyncio.sleep(max(every - (time.monotonic() - started), 0.0))
 
     async def run_round(self) -> dict[str, int]:
         """Every task until it has nothing left; {task name: rows} of what this process did.

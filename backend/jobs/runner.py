@@ -11,8 +11,6 @@ import contextlib
 import contextvars
 import functools
 import logging
-import random
-import time
 from collections.abc import Awaitable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -137,7 +135,13 @@ class JobRunner:
         or a wake-up (work committed by any process, when there is a listener)."""
         self._poller = asyncio.create_task(self._poll_forever(), name="job-poller")
         # A task of its own: a long first round (a backlog) must not hold up the claims.
-        self._purger = asyncio.create_task(self._purge_forever(), name="job-retention")
+        self._purger = asyncio.create_task(
+            self._retention.run_forever(
+                first_after=self._config.purge_first_after_seconds,
+                every=self._config.purge_every_seconds,
+            ),
+            name="job-retention",
+        )
         if self._wakeups is not None:
             self._wakeups.start(self.wake)
 
@@ -195,17 +199,6 @@ class JobRunner:
             # Nothing is due now (or the database is down): wait for a wake-up or the timer.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._config.poll_seconds)
-
-    async def _purge_forever(self) -> None:
-        await asyncio.sleep(random.uniform(*self._config.purge_first_after_seconds))
-        while not self._stopping.is_set():
-            started = time.monotonic()
-            try:
-                await self.purge()
-            except Exception:
-                log.exception("retention round failed; next round as scheduled")
-            wait = self._config.purge_every_seconds - (time.monotonic() - started)
-            await asyncio.sleep(max(wait, 0.0))
 
     async def _claim_and_run(self, *, ids: Sequence[int] | None) -> int:
         if self._stopping.is_set():
