@@ -73,8 +73,13 @@ COUNTS = text(
 
 async def status_counts(session: AsyncSession) -> dict[str, int]:
     """{status: count}; succeeded: those of the last `SUCCEEDED_WINDOW`."""
+    return totals(await kind_counts(session))
+
+
+def totals(by_kind: Mapping[str, Mapping[str, int]]) -> dict[str, int]:
+    """{status: count} over all kinds, from `kind_counts`."""
     counts = dict.fromkeys(JOB_STATUSES, 0)
-    for by_status in (await kind_counts(session)).values():
+    for by_status in by_kind.values():
         for status, count in by_status.items():
             counts[status] += count
     return counts

@@ -191,7 +191,7 @@ async def render_jobs_page(
     error: str | None = None,
 ) -> Response:
     by_kind = await admin.kind_counts(session)
-    totals = await admin.status_counts(session)
+    totals = admin.totals(by_kind)
     jobs = await admin.list_jobs(
         session,
         statuses=where.statuses,
