@@ -9,7 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from backend.accounts.retention import dead_rows
 from backend.audit.retention import personal_data
+from backend.context import AppContext
 from backend.jobs.retention import Retention
+from backend.settings import Settings
 from tests.support.helpers import execute, rows
 
 USER = uuid.UUID("00000000-0000-4000-8000-000000000001")
@@ -198,3 +200,34 @@ async def test_dead_sign_in_rows_and_links_are_deleted_and_live_ones_kept(
     changes = await rows(engine, "SELECT id FROM email_changes ORDER BY id")
     assert [c["id"] for c in changes] == [1, 3]
     assert await rows(engine, "SELECT address FROM email_suppressions") == [{"address": "z@x.org"}]
+
+
+async def test_the_app_wires_the_features_into_its_retention_rounds(
+    engine: AsyncEngine, settings: Settings
+) -> None:
+    await _user(engine)
+    await _session(engine, "expired-long-ago", expires="-9 days", revoked=None)
+    await _audit(engine, "user.email_verified", '{"email": "ada@example.com"}', "400 days")
+    await execute(
+        engine,
+        "INSERT INTO jobs (kind, payload, status, finished_at) "
+        "VALUES ('audit.write', '{}', 'succeeded', now() - interval '15 days')",
+    )
+
+    forever = AppContext.build(settings.model_copy(update={"audit_personal_data_days": 0}))
+    try:
+        assert await forever.runner.purge() == 2  # the job and the session; no audit task
+    finally:
+        await forever.close()
+    assert await rows(engine, "SELECT details FROM audit_log") == [
+        {"details": {"email": "ada@example.com"}}
+    ]
+
+    context = AppContext.build(settings)  # AUDIT_PERSONAL_DATA_DAYS: 365 by default
+    try:
+        assert await context.runner.purge() == 1
+    finally:
+        await context.close()
+    assert await rows(engine, "SELECT details FROM audit_log") == [{"details": {}}]
+    assert await rows(engine, "SELECT id FROM sessions") == []
+    assert await rows(engine, "SELECT id FROM jobs") == []
