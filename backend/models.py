@@ -231,6 +231,20 @@ class RelayStatus(Base):
     )
 
 
+class MailSendSlot(Base):
+    """The next free moment to hand a relay a message, shared by every process and
+    replica (backend/mail/pace.py): MAIL_SEND_RATE holds for all of them together.
+
+    UNLOGGED, like the rate-limit counters: a crash that empties it only lets the next
+    message go at once, which the spacing then follows again."""
+
+    __tablename__ = "mail_send_slots"
+    __table_args__ = ({"prefixes": ["UNLOGGED"]},)
+
+    relay: Mapped[str] = mapped_column(String(255), primary_key=True)
+    next_slot: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class RateLimitCounter(Base):
     """The recent hits of one rate-limit key (see backend/ratelimits/postgres.py).
 
