@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from backend.devstack.app_process import AppProcess
 from backend.mail.shared_pace import reserve
 from backend.settings import Settings
-from tests.support.durability import queue_backlog, until_succeeded
+from tests.support.durability import drain_once, queue_backlog, refusing_inserts, until_succeeded
 from tests.support.mailhog import MailHog
 from tests.test_relay_outage import arrived_at
 
@@ -71,3 +71,20 @@ async def test_concurrent_reservations_get_disjoint_slots(engine: AsyncEngine) -
     assert len(blocks) == 50
     for (_, ends), (starts, _) in pairwise(blocks):
         assert starts >= ends - 1e-6, f"overlapping slots: {blocks}"
+
+
+async def test_a_database_refusing_the_slots_leaves_each_process_its_own_pace(
+    settings: Settings, engine: AsyncEngine, mailhog: MailHog
+) -> None:
+    await queue_backlog(engine, 10)
+    # The claims and the records still work; only the slots' table refuses every write.
+    async with refusing_inserts(engine, "mail_send_slots"):
+        drained = await drain_once(
+            settings.model_copy(
+                update={"mail_send_rate": "5/second", "job_concurrency": 4, "job_batch_size": 5}
+            )
+        )
+    assert drained == 10
+    times = sorted(arrived_at(m) for m in await mailhog.wait_for(10))
+    busiest = max(sum(1 for t in times if start <= t < start + 1) for start in times)
+    assert busiest <= 5 + 1, f"{busiest} messages within one second"
