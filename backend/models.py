@@ -215,10 +215,11 @@ class Job(Base):
 
 
 class RelayStatus(Base):
-    """The mail relay as the senders last saw it, for people (the CLI); one row per relay.
+    """The mail relay as the senders last saw it; one row per relay.
 
-    Written on each change of state, not read by the senders: each process keeps its own
-    view in memory and probes on its own."""
+    Written on each change of state, for people (the CLI, the operator page) and for the
+    other processes, which adopt a newer state than their own (backend/mail/relay.py)
+    and take turns to probe (`probed_at`: the last probe, or discovery, by any of them)."""
 
     __tablename__ = "relay_status"
 
@@ -229,6 +230,7 @@ class RelayStatus(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
+    probed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class MailSendSlot(Base):

@@ -8,6 +8,8 @@ Create Date: 2027-02-16
   process reserves a few slots at a time with one upsert (backend/mail/pace.py), so the
   processes together keep the rate. UNLOGGED: a crash that empties it only lets the next
   message go at once.
+- relay_status.probed_at: when any process last probed the relay (or found it down), so
+  that they take turns to probe instead of each probing on its own.
 """
 
 from collections.abc import Sequence
@@ -29,7 +31,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("relay", name=op.f("pk_mail_send_slots")),
         prefixes=["UNLOGGED"],
     )
+    op.add_column("relay_status", sa.Column("probed_at", sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column("relay_status", "probed_at")
     op.drop_table("mail_send_slots")
