@@ -6,10 +6,12 @@ import asyncio
 import time
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from backend.devstack.app_process import AppProcess
 from backend.devstack.smtp_proxy import SmtpProxy
+from backend.mail import relay_shared
 from backend.settings import Settings
 from tests.support.durability import queue_backlog, through_proxy, until_succeeded
 from tests.support.mailhog import MailHog
@@ -82,3 +84,26 @@ async def test_one_process_finds_the_relay_down_and_the_others_hold_and_take_tur
     finally:
         for app in [first, *others]:
             app.stop()
+
+
+async def test_of_two_processes_looking_at_once_one_takes_the_probe_turn(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    sessions = async_sessionmaker(engine)
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO relay_status (relay, state, since, probed_at) "
+                "VALUES ('turns:25', 'unavailable', now(), now() - interval '1 minute')"
+            )
+        )
+
+    async def look() -> relay_shared.Seen | None:
+        return await relay_shared.look(sessions, relay="turns:25", take_turn=True, every_seconds=30)
+
+    seen = await asyncio.gather(*(look() for _ in range(4)))
+    assert [s is not None and s.state for s in seen] == ["unavailable"] * 4
+    assert sum(1 for s in seen if s is not None and s.my_turn) == 1
+    # The turn stays taken for `every_seconds`.
+    again = await look()
+    assert again is not None and not again.my_turn
