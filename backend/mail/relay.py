@@ -53,6 +53,9 @@ _STATE_OF = {
 }
 
 
+_STATES = {state.value for state in RelayState}
+
+
 class RelayMonitor:
     def __init__(
         self,
@@ -203,6 +206,8 @@ class RelayMonitor:
             return
         if self._mark is not None and seen.since <= self._mark:
             return  # this process saw it back after that
+        if seen.state not in _STATES:
+            return  # written by another version of the app: not news this one can act on
         self._adopt(RelayState(seen.state), seen.last_error, seen.since)
         self._start_watch()
 
