@@ -236,10 +236,11 @@ class Job(Base):
 
 
 class RelayStatus(Base):
-    """The mail relay as the senders last saw it, for people (the CLI); one row per relay.
+    """The mail relay as the senders last saw it; one row per relay.
 
-    Written on each change of state, not read by the senders: each process keeps its own
-    view in memory and probes on its own."""
+    Written on each change of state, for people (the CLI, the operator page) and for the
+    other processes, which adopt a newer state than their own (backend/mail/relay.py)
+    and take turns to probe (`probed_at`: the last probe, or discovery, by any of them)."""
 
     __tablename__ = "relay_status"
 
@@ -250,6 +251,21 @@ class RelayStatus(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
+    probed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class MailSendSlot(Base):
+    """The next free moment to hand a relay a message, shared by every process and
+    replica (backend/mail/pace.py): MAIL_SEND_RATE holds for all of them together.
+
+    UNLOGGED, like the rate-limit counters: a crash that empties it only lets the next
+    message go at once, which the spacing then follows again."""
+
+    __tablename__ = "mail_send_slots"
+    __table_args__ = ({"prefixes": ["UNLOGGED"]},)
+
+    relay: Mapped[str] = mapped_column(String(255), primary_key=True)
+    next_slot: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class RateLimitCounter(Base):

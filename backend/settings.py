@@ -77,7 +77,7 @@ class Settings(DatabaseSettings):
     mail_batch_size: int = Field(default=50, ge=1)
     # Bounded so a hung SMTP server turns into a retry instead of a stuck job.
     mail_timeout_seconds: int = 15
-    # Most messages this process hands to the relay ("14/second"); empty = no cap.
+    # Most messages all processes together hand the relay ("14/second"); empty = no cap.
     mail_send_rate: str = ""
     # While the relay is down or refuses us, one probe checks it this often.
     mail_relay_probe_seconds: float = Field(default=2.0, gt=0)

@@ -170,7 +170,7 @@ async def clean(engine: AsyncEngine, mailhog: MailHog) -> None:
         await connection.execute(
             text(
                 "TRUNCATE users, audit_log, jobs, relay_status, rate_limit_counters, "
-                "email_suppressions RESTART IDENTITY CASCADE"
+                "mail_send_slots, email_suppressions RESTART IDENTITY CASCADE"
             )
         )
     await mailhog.clear()

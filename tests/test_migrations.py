@@ -56,6 +56,7 @@ async def test_upgrade_check_downgrade_round_trip(empty_database: str) -> None:
         "email_suppressions",
         "email_changes",
         "email_change_tokens",
+        "mail_send_slots",
     }
 
     await run_alembic(empty_database, "check")  # raises on any drift

@@ -1,4 +1,7 @@
-"""The pace at which this process hands messages to the relay (MAIL_SEND_RATE).
+"""The pace at which this process hands messages to the relay (MAIL_SEND_RATE), on its own.
+
+With a database, the pace is shared by every process instead (`shared_pace.py`), which
+falls back to this one while the database does not answer.
 
 Providers cap sending (SES starts at 14 messages a second) and answer a burst over the
 cap with throttling. The cap is met by spacing messages evenly, one every
@@ -29,3 +32,6 @@ class SendPace:
         self._next_slot = slot + self._interval
         if slot > now:
             await asyncio.sleep(slot - now)
+
+    async def close(self) -> None:
+        """Nothing to stop (the shared pace has a reservation in flight)."""

@@ -8,7 +8,8 @@ fastapi-mail builds the MIME message and opens the SMTP connections. On top of i
 - a failure is classified by where it happened (`faults.py`): the relay's problems
   stop the batch and are reported to the relay monitor, which holds all sending until
   a probe finds the relay back; a message's problems are that message's alone;
-- the pace is capped per process (`MAIL_SEND_RATE`).
+- the pace is capped per relay, across every process that shares the database
+  (`MAIL_SEND_RATE`, `shared_pace.py`).
 """
 
 import logging
@@ -32,6 +33,7 @@ from backend.mail.faults import Fault, classify, describe
 from backend.mail.pace import SendPace
 from backend.mail.relay import RelayMonitor
 from backend.mail.render import RenderedEmail
+from backend.mail.shared_pace import SharedPace
 from backend.observability import metrics, tracing
 from backend.observability.request_context import LogContext, scope
 
@@ -102,9 +104,15 @@ class MailSender:
         metrics.smtp_faults(fault.name.lower() for fault in Fault)
         self._envelope_sender = smtp_address(smtp.sender)
         self._pool = ConnectionPool(self._config, idle_seconds=smtp.idle_seconds)
-        self._pace = SendPace(smtp.send_rate)
+        relay_name = f"{smtp.server}:{smtp.port}"
+        # Without a rate, nothing is read or written per message.
+        self._pace: SendPace | SharedPace = SendPace(smtp.send_rate)
+        if smtp.send_rate and status_sessionmaker is not None:
+            self._pace = SharedPace(
+                smtp.send_rate, relay=relay_name, sessionmaker=status_sessionmaker
+            )
         self.relay = RelayMonitor(
-            name=f"{smtp.server}:{smtp.port}",
+            name=relay_name,
             probe=self.probe,
             probe_seconds=smtp.probe_seconds,
             sessionmaker=status_sessionmaker,
@@ -220,6 +228,7 @@ class MailSender:
 
     async def close(self) -> None:
         await self.relay.close()
+        await self._pace.close()
         await self._pool.close()
 
     async def _send_one(self, smtp: aiosmtplib.SMTP, email: OutgoingEmail) -> BaseException | None:
